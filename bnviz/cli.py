@@ -1,0 +1,150 @@
+"""`python -m bnviz ...`: train one config, list presets. Flags come from the knob registry."""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+from .config import KNOBS, PRESET_HELP, PRESETS, ConfigError, Config, make_config
+
+METRIC_COLUMNS = ("kind", "iteration", "epoch", "loss", "acc", "test_loss", "test_acc",
+                  "train_loss", "train_acc", "eval_batch_acc", "train_mode_batch_acc",
+                  "acc_running", "acc_precise", "acc_batch")
+
+
+def add_knob_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per registry knob; None means 'not given', so presets can fill it in."""
+    for k in KNOBS:
+        rng = f" [{', '.join(map(str, k.choices))}]" if k.choices else (
+            f" [{k.lo:g}..{k.hi:g}]" if k.lo is not None else "")
+        help_ = f"{k.help}{rng} (default {k.default})"
+        if k.type is bool:
+            p.add_argument(k.flag, dest=k.name, action=argparse.BooleanOptionalAction,
+                           default=None, help=help_)
+        else:
+            p.add_argument(k.flag, dest=k.name, default=None, metavar=k.type.__name__.upper(),
+                           help=help_)
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="start from a preset; explicit flags override it")
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    given = {k.name: getattr(args, k.name) for k in KNOBS if getattr(args, k.name) is not None}
+    return make_config(args.preset, **given)
+
+
+class ProgressBar:
+    """A one-line terminal progress bar; a listener like any other."""
+
+    def __init__(self, stream=sys.stderr, width: int = 28):
+        self.stream, self.width = stream, width
+        self.total = 1
+        self.t0 = time.perf_counter()
+        self.last = 0.0
+        self.test_acc = math.nan
+        self.tty = stream.isatty()
+
+    def __call__(self, e) -> None:
+        if e.kind == "started":
+            self.total = max(e.total_steps, 1)
+            self.epochs = e.config["epochs"]
+            print(f"bnviz: training on {e.device}, {e.data}; {e.n_params:,} parameters",
+                  file=self.stream)
+        elif e.kind == "eval":
+            self.test_acc = e.test_acc
+        elif e.kind == "step":
+            now = time.perf_counter()
+            if now - self.last < (0.2 if self.tty else 5.0) and e.iteration < self.total:
+                return
+            self.last = now
+            frac = e.iteration / self.total
+            rate = e.iteration / max(now - self.t0, 1e-9)
+            eta = (self.total - e.iteration) / max(rate, 1e-9)
+            bar = "#" * int(frac * self.width)
+            line = (f"epoch {min(int(e.epoch) + 1, self.epochs)}/{self.epochs} "
+                    f"[{bar:<{self.width}}] {frac:4.0%} loss {e.loss:.3f} "
+                    f"test acc {self.test_acc:.3f} ETA {eta:4.0f}s")
+            print(("\r" + line) if self.tty else line, end="" if self.tty else "\n",
+                  file=self.stream, flush=True)
+        elif e.kind == "ended" and self.tty:
+            print(file=self.stream)
+
+
+class RunFiles:
+    """Writes config.json, metrics.csv and summary.json into `out`."""
+
+    def __init__(self, out: Path, cfg: Config):
+        self.out = out
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(
+            {**cfg.to_dict(), "config_id": cfg.config_id()}, indent=2))
+        self.f = open(out / "metrics.csv", "w", newline="")
+        self.w = csv.DictWriter(self.f, METRIC_COLUMNS, extrasaction="ignore")
+        self.w.writeheader()
+
+    def __call__(self, e) -> None:
+        if e.kind == "step":
+            self.w.writerow(dict(kind="step", iteration=e.iteration, epoch=f"{e.epoch:.4f}",
+                                 loss=e.loss, acc=e.acc))
+        elif e.kind == "eval":
+            row = {k: getattr(e, k) for k in METRIC_COLUMNS[5:11]}
+            row.update({f"acc_{m}": v for m, v in e.by_mode.items()})
+            self.w.writerow(dict(kind="eval", iteration=e.iteration, epoch=f"{e.epoch:.4f}",
+                                 **row))
+        elif e.kind == "ended":
+            self.f.close()
+            (self.out / "summary.json").write_text(json.dumps(e.summary, indent=2,
+                                                              default=str))
+
+
+def summary_line(s: dict) -> str:
+    base = (f"{s['status']}: train loss {s['train_loss']:.3f}, train acc {s['train_acc']:.3f}, "
+            f"test acc {s['test_acc']:.3f}, {s['examples_per_sec']:,.0f} examples/s, "
+            f"{s.get('wall_time', 0):.1f} s on {s.get('device', '?')} "
+            f"[{s.get('data_source', '?')} data]")
+    return base + (f" — {s['reason']}" if s.get("reason") else "")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .trainer import Trainer  # torch import only when training
+    try:
+        cfg = config_from_args(args)
+    except ConfigError as e:
+        for msg in e.errors:
+            print(f"bnviz: {msg}", file=sys.stderr)
+        return 2
+    listeners = [] if args.quiet else [ProgressBar()]
+    if args.out:
+        listeners.append(RunFiles(Path(args.out), cfg))
+    s = Trainer(cfg, listeners).run()
+    print(summary_line(s))
+    return 0 if s["status"] == "finished" else 1
+
+
+def cmd_presets(_args) -> int:
+    for name, values in PRESETS.items():
+        changes = ", ".join(f"{k}={v}" for k, v in values.items()) or "the defaults"
+        print(f"{name:22s} {PRESET_HELP[name]}  ({changes})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bnviz",
+                                description="Train LeNet on Fashion-MNIST and watch BatchNorm.")
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train one config")
+    add_knob_flags(t)
+    t.add_argument("--out", help="folder for config.json, metrics.csv, summary.json")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+    sub.add_parser("presets", help="list presets").set_defaults(func=cmd_presets)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)

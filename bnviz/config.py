@@ -1,0 +1,293 @@
+"""The one registry of experiment knobs.
+
+Every knob is a field of `Config` with its help, range or choices in the field's metadata.
+The CLI flags, the dashboard widgets, the share-link URL parameters and the run store all
+derive from `KNOBS`, so a knob added here appears everywhere.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, Iterable, Mapping
+
+NORM_KINDS = ("none", "bn", "bn_scratch", "layer", "group", "instance")
+SITES = ("conv1", "conv2", "fc1", "fc2")
+
+
+def knob(default, help, *, choices=None, lo=None, hi=None, log=False, group="training",
+         label=None):
+    return field(default=default, metadata=dict(help=help, choices=choices, lo=lo, hi=hi,
+                                                log=log, group=group, label=label))
+
+
+@dataclass(frozen=True)
+class Config:
+    # data
+    dataset: str = knob("auto", "Fashion-MNIST source: full (60k/10k), the bundled subset, or "
+                        "auto (full when installed, else the subset)",
+                        choices=("auto", "full", "subset"), group="data")
+    train_size: int = knob(0, "use only the first N shuffled training images (0 = all)",
+                           lo=0, hi=60000, group="data")
+    # optimisation
+    batch_size: int = knob(256, "minibatch size: the examples per SGD step, and the N that BN "
+                           "averages over", lo=1, hi=4096, log=True)
+    lr: float = knob(1.0, "SGD learning rate", lo=1e-4, hi=100.0, log=True)
+    epochs: int = knob(10, "passes over the training set", lo=1, hi=200)
+    seed: int = knob(0, "random seed (weights and batch order)", lo=0, hi=2**31 - 1)
+    device: str = knob("auto", "where to train: auto picks cuda, then mps, then cpu",
+                       choices=("auto", "cpu", "cuda", "mps"))
+    # model
+    norm: str = knob("bn", "normalisation layer: none, nn.BatchNorm, BatchNorm from scratch "
+                     "(d2l), LayerNorm, GroupNorm, InstanceNorm (conv sites; FC sites use "
+                     "LayerNorm)", choices=NORM_KINDS, group="model")
+    norm_conv1: bool = knob(True, "normalise after conv1", group="model")
+    norm_conv2: bool = knob(True, "normalise after conv2", group="model")
+    norm_fc1: bool = knob(True, "normalise after fc1 (Linear 256→120)", group="model")
+    norm_fc2: bool = knob(True, "normalise after fc2 (Linear 120→84)", group="model")
+    norm_position: str = knob("before_act", "put the norm before the activation (d2l) or after",
+                              choices=("before_act", "after_act"), group="model")
+    dropout_fc: bool = knob(False, "replace the FC-layer norms by dropout", group="model")
+    dropout_p: float = knob(0.5, "dropout probability when dropout_fc is on", lo=0.0, hi=0.95,
+                            group="model")
+    bias: bool = knob(True, "keep the bias of layers that feed a norm (BN cancels it)",
+                      group="model")
+    freeze_affine: bool = knob(False, "freeze gamma=1 and beta=0 (d2l exercise)", group="model")
+    activation: str = knob("sigmoid", "activation function", choices=("sigmoid", "relu"),
+                           group="model")
+    conv1_padding: int = knob(0, "conv1 padding: 0 in d2l's LeNet-BN, 2 in d2l's LeNet",
+                              choices=(0, 2), group="model")
+    momentum: float = knob(0.1, "BN running-stat momentum (PyTorch convention: weight of the "
+                           "new batch)", lo=0.0, hi=1.0, group="bn")
+    eps: float = knob(1e-5, "BN epsilon added to the variance", lo=1e-8, hi=1.0, log=True,
+                      group="bn")
+    groups: int = knob(2, "groups for GroupNorm (must divide 6, 16, 120 and 84)",
+                       choices=(1, 2), group="bn")
+    devices: int = knob(1, "simulated devices: BN statistics taken separately on this many "
+                        "equal slices of each batch (per-GPU BN, ghost batch norm)",
+                        lo=1, hi=64, group="bn")
+    # evaluation
+    eval_mode: str = knob("running", "test accuracy from running statistics (PyTorch default), "
+                          "PreciseBN statistics recomputed for the current weights, or batch "
+                          "statistics", choices=("running", "precise", "batch"), group="eval")
+    precise_samples: int = knob(4096, "training samples PreciseBN averages over",
+                                lo=64, hi=60000, group="eval")
+    compare_eval: bool = knob(False, "also evaluate every point with all three eval modes",
+                              group="eval")
+    eval_every: int = knob(0, "evaluate every N iterations (0 = at each epoch end)",
+                           lo=0, hi=100000, group="eval")
+    snapshot_every: int = knob(0, "gamma/beta snapshot every N iterations (0 = at each "
+                               "evaluation)", lo=0, hi=100000, group="eval")
+
+    # -- derived -----------------------------------------------------------------------
+    def norm_sites(self) -> tuple[str, ...]:
+        return tuple(s for s in SITES if getattr(self, f"norm_{s}"))
+
+    def replace(self, **changes) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def non_defaults(self) -> dict[str, Any]:
+        return {k.name: getattr(self, k.name) for k in KNOBS
+                if getattr(self, k.name) != k.default}
+
+    def config_id(self) -> str:
+        """Stable id of what is trained: every knob but the seed and the device."""
+        d = {k: v for k, v in self.to_dict().items() if k not in ("seed", "device")}
+        canon = json.dumps(d, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha1(canon.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Knob:
+    name: str
+    type: type
+    default: Any
+    help: str
+    choices: tuple | None
+    lo: float | None
+    hi: float | None
+    log: bool
+    group: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def parse(self, raw: Any) -> Any:
+        """Turn a string (URL, CLI) or a value into this knob's type; ValueError if it can't."""
+        if self.type is bool:
+            if isinstance(raw, bool):
+                return raw
+            s = str(raw).strip().lower()
+            if s in ("1", "true", "yes", "on"):
+                return True
+            if s in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"{self.name} must be true or false, got {raw!r}")
+        if self.type is int:
+            if isinstance(raw, bool):
+                raise ValueError(f"{self.name} must be a whole number, got {raw!r}")
+            try:
+                f = float(raw)
+            except (TypeError, ValueError):
+                raise ValueError(f"{self.name} must be a whole number, got {raw!r}") from None
+            if not math.isfinite(f) or f != int(f):
+                raise ValueError(f"{self.name} must be a whole number, got {raw!r}")
+            return int(f)
+        if self.type is float:
+            try:
+                f = float(raw)
+            except (TypeError, ValueError):
+                raise ValueError(f"{self.name} must be a number, got {raw!r}") from None
+            if not math.isfinite(f):
+                raise ValueError(f"{self.name} must be a finite number, got {raw!r}")
+            return f
+        return str(raw)
+
+    def check(self, value: Any) -> str | None:
+        """One clear message if `value` is out of range, else None."""
+        if self.choices is not None and value not in self.choices:
+            opts = ", ".join(str(c) for c in self.choices)
+            return f"{self.name} must be one of {opts}, got {value!r}"
+        if self.lo is not None and value < self.lo or self.hi is not None and value > self.hi:
+            return f"{self.name} must be between {self.lo:g} and {self.hi:g}, got {value!r}"
+        return None
+
+
+_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
+KNOBS: tuple[Knob, ...] = tuple(
+    Knob(f.name, _TYPES[f.type] if isinstance(f.type, str) else f.type, f.default,
+         f.metadata["help"], f.metadata["choices"], f.metadata["lo"], f.metadata["hi"],
+         f.metadata["log"], f.metadata["group"])
+    for f in fields(Config))
+KNOB = {k.name: k for k in KNOBS}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "d2l-lenet-bn": {},  # the defaults are d2l's concise LeNet-BN
+    "d2l-lenet-bn-scratch": {"norm": "bn_scratch"},
+    "d2l-lenet": {"norm": "none", "lr": 0.9, "conv1_padding": 2},
+}
+PRESET_HELP = {
+    "d2l-lenet-bn": "d2l's concise LeNet-BN: nn.BatchNorm at all four sites, lr 1.0, batch 256",
+    "d2l-lenet-bn-scratch": "the same with d2l's BatchNorm written from scratch",
+    "d2l-lenet": "d2l's LeNet without BN: lr 0.9, conv1 padding 2",
+}
+
+
+class ConfigError(ValueError):
+    def __init__(self, errors: list[str]):
+        super().__init__("; ".join(errors))
+        self.errors = errors
+
+
+def cross_field_errors(c: Config) -> list[str]:
+    errs = []
+    if c.devices > c.batch_size:
+        errs.append(f"devices ({c.devices}) cannot exceed batch_size ({c.batch_size}): "
+                    "each simulated device needs at least one example")
+    if c.train_size and c.train_size < c.batch_size:
+        errs.append(f"train_size ({c.train_size}) must be at least batch_size "
+                    f"({c.batch_size}) or 0 for all")
+    return errs
+
+
+def parse_config(values: Mapping[str, Any], base: Config | None = None,
+                 ) -> tuple[Config, list[str]]:
+    """Lenient parse: returns a valid config and a message per value that was ignored.
+
+    Unknown keys, unparsable or out-of-range values are dropped (their default stays), so a
+    mangled share link still opens. Repeated keys (lists) take the last value.
+    """
+    base = base or Config()
+    good: dict[str, Any] = {}
+    warnings: list[str] = []
+    for key, raw in values.items():
+        k = KNOB.get(key)
+        if k is None:
+            warnings.append(f"unknown setting {key!r} ignored")
+            continue
+        if isinstance(raw, (list, tuple)):
+            if not raw:
+                continue
+            raw = raw[-1]
+        try:
+            v = k.parse(raw)
+        except ValueError as e:
+            warnings.append(f"{e}; using {getattr(base, key)!r}")
+            continue
+        msg = k.check(v)
+        if msg:
+            warnings.append(f"{msg}; using {getattr(base, key)!r}")
+            continue
+        good[key] = v
+    cfg = base.replace(**good)
+    for msg in cross_field_errors(cfg):
+        warnings.append(msg + "; using the defaults for batch_size, devices and train_size")
+        cfg = cfg.replace(batch_size=base.batch_size, devices=base.devices,
+                          train_size=base.train_size)
+        if cross_field_errors(cfg):
+            cfg = cfg.replace(batch_size=Config.batch_size, devices=Config.devices,
+                              train_size=Config.train_size)
+        break
+    return cfg, warnings
+
+
+def make_config(preset: str | None = None, **values) -> Config:
+    """Strict constructor: raises ConfigError listing every bad field."""
+    if preset is not None and preset not in PRESETS:
+        raise ConfigError([f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}"])
+    merged = {**PRESETS.get(preset or "d2l-lenet-bn", {}), **values}
+    errors = []
+    good = {}
+    for key, raw in merged.items():
+        k = KNOB.get(key)
+        if k is None:
+            errors.append(f"unknown setting {key!r}")
+            continue
+        try:
+            v = k.parse(raw)
+        except ValueError as e:
+            errors.append(str(e))
+            continue
+        msg = k.check(v)
+        if msg:
+            errors.append(msg)
+        else:
+            good[key] = v
+    if errors:
+        raise ConfigError(errors)
+    cfg = Config(**good)
+    errors = cross_field_errors(cfg)
+    if errors:
+        raise ConfigError(errors)
+    return cfg
+
+
+def validate(c: Config) -> list[str]:
+    errs = [m for k in KNOBS if (m := k.check(getattr(c, k.name)))]
+    return errs + cross_field_errors(c) if not errs else errs
+
+
+def to_query(c: Config) -> dict[str, str]:
+    """Share-link parameters: only the knobs that differ from the defaults."""
+    out = {}
+    for name, v in c.non_defaults().items():
+        out[name] = ("true" if v else "false") if isinstance(v, bool) else repr(v) \
+            if isinstance(v, float) else str(v)
+    return out
+
+
+def from_query(params: Mapping[str, Any], ignore: Iterable[str] = ()) -> tuple[Config, list[str]]:
+    params = {k: v for k, v in params.items() if k not in set(ignore)}
+    return parse_config(params)
+
+
+def config_from_dict(d: Mapping[str, Any]) -> Config:
+    """Rebuild a stored config, tolerating knobs added or removed since it was stored."""
+    cfg, _ = parse_config({k: v for k, v in d.items() if k in KNOB})
+    return cfg

@@ -1,0 +1,120 @@
+"""Test accuracy three ways: running statistics, PreciseBN, and batch statistics."""
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .model import has_running_stats, norm_layers
+
+EVAL_CHUNK = 2000
+
+
+@contextlib.contextmanager
+def kept_buffers(net: nn.Module):
+    """Run a block that may touch BN buffers, then put them back exactly."""
+    saved = [(b, b.detach().clone()) for b in net.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for b, v in saved:
+                b.copy_(v)
+
+
+@contextlib.contextmanager
+def mode(net: nn.Module, norms_train: bool):
+    """Everything in eval mode (no dropout); norm layers in train mode if `norms_train`."""
+    was = net.training
+    net.eval()
+    if norms_train:
+        for name, m in net.named_children():
+            if name.endswith("_norm"):
+                m.train()
+    try:
+        yield
+    finally:
+        net.train(was)
+
+
+@torch.no_grad()
+def loss_acc(net: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = EVAL_CHUNK
+             ) -> tuple[float, float]:
+    loss = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device, dtype=torch.long)
+    for i in range(0, len(y), chunk):
+        out = net(x[i:i + chunk])
+        loss += F.cross_entropy(out, y[i:i + chunk], reduction="sum")
+        correct += (out.argmax(1) == y[i:i + chunk]).sum()
+    n = max(len(y), 1)
+    return loss.item() / n, correct.item() / n
+
+
+@torch.no_grad()
+def precise_stats(net: nn.Module, x: torch.Tensor, batch_size: int
+                  ) -> dict[str, tuple[torch.Tensor, torch.Tensor, int]]:
+    """PreciseBN: the population mean/variance of each BN layer's input over `x`, for the
+    current weights (Wu & Johnson 2021). Batches go through in train mode, as in training."""
+    sums: dict[str, list] = {}
+    hooks = []
+    for name, m in net.named_children():
+        if not name.endswith("_norm"):
+            continue
+        site = name[: -len("_norm")]
+
+        def hook(_m, inp, _out, site=site):
+            t = inp[0]
+            dims = (0,) if t.dim() == 2 else (0, 2, 3)
+            n = t.numel() // t.shape[1]
+            s = sums.setdefault(site, [0.0, 0.0, 0])
+            s[0] = s[0] + t.sum(dims, dtype=torch.float64)
+            s[1] = s[1] + (t.double() ** 2).sum(dims)
+            s[2] += n
+        hooks.append(m.register_forward_hook(hook))
+    try:
+        with kept_buffers(net), mode(net, norms_train=True):
+            for i in range(0, len(x), batch_size):
+                net(x[i:i + batch_size])
+    finally:
+        for h in hooks:
+            h.remove()
+    out = {}
+    for site, (s1, s2, n) in sums.items():
+        mean = s1 / n
+        var = (s2 / n - mean ** 2).clamp_min(0) * (n / max(n - 1, 1))
+        out[site] = (mean.float(), var.float(), n)
+    return out
+
+
+def set_running_stats(net: nn.Module, stats: dict[str, tuple[torch.Tensor, torch.Tensor, int]]):
+    with torch.no_grad():
+        for site, m in norm_layers(net):
+            if site in stats and has_running_stats(m):
+                mean, var, _ = stats[site]
+                m.running_mean.copy_(mean.view_as(m.running_mean))
+                m.running_var.copy_(var.view_as(m.running_var))
+
+
+def evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor, how: str, *, batch_size: int,
+             train_x: torch.Tensor | None = None, precise_samples: int = 4096
+             ) -> tuple[float, float]:
+    """Test loss and accuracy with the BN statistics `how` says; leaves the model unchanged."""
+    if how == "running":
+        with mode(net, norms_train=False):
+            return loss_acc(net, x, y)
+    if how == "batch":
+        try:
+            with kept_buffers(net), mode(net, norms_train=True):
+                return loss_acc(net, x, y, chunk=batch_size)
+        except ValueError:  # BatchNorm1d refuses one example per channel
+            return math.nan, math.nan
+    if how == "precise":
+        stats = precise_stats(net, train_x[:precise_samples], max(batch_size, 2))
+        with kept_buffers(net):
+            set_running_stats(net, stats)
+            with mode(net, norms_train=False):
+                return loss_acc(net, x, y)
+    raise ValueError(f"unknown eval mode {how!r}")

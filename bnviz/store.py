@@ -1,0 +1,256 @@
+"""The run store: SQLite (WAL) holding every run's config, status, summary and series."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from .config import config_from_dict
+from .record import RunView
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    config_id TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    config TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    session TEXT NOT NULL DEFAULT '',
+    owner TEXT NOT NULL DEFAULT '',
+    data_source TEXT NOT NULL DEFAULT '',
+    device TEXT NOT NULL DEFAULT '',
+    created REAL NOT NULL,
+    started REAL,
+    ended REAL,
+    info TEXT NOT NULL DEFAULT '{}',
+    summary TEXT NOT NULL DEFAULT '{}',
+    label TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS runs_by_config ON runs (config_id, seed, status);
+CREATE TABLE IF NOT EXISTS series (
+    run_id TEXT PRIMARY KEY REFERENCES runs(run_id) ON DELETE CASCADE,
+    steps BLOB,
+    evals TEXT NOT NULL DEFAULT '[]',
+    epochs TEXT NOT NULL DEFAULT '[]',
+    snapshots BLOB
+);
+"""
+
+
+class StoreError(RuntimeError):
+    """The database could not be opened or used; the message says what to do."""
+
+
+def default_path() -> Path:
+    if os.environ.get("BNVIZ_DB"):
+        return Path(os.environ["BNVIZ_DB"])
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "bnviz" / "runs.sqlite"
+
+
+def owner_tag() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_alive(owner: str) -> bool:
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True  # another machine's runs are not ours to judge
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _pack_snapshots(snaps) -> bytes:
+    """Snapshots as one npz: arrays named '<index>/<site>/<stat>', plus an index array."""
+    arrays = {"_index": np.array([(it, ep) for it, ep, _ in snaps], dtype=np.float64)
+              .reshape(-1, 2)}
+    for i, (_, _, layers) in enumerate(snaps):
+        for site, d in layers.items():
+            for stat, v in d.items():
+                arrays[f"{i}/{site}/{stat}"] = np.asarray(v, dtype=np.float32)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+def _unpack_snapshots(blob: bytes | None):
+    if not blob:
+        return []
+    with np.load(io.BytesIO(blob)) as z:
+        index = z["_index"]
+        snaps = [(int(it), float(ep), {}) for it, ep in index]
+        for key in z.files:
+            if key == "_index":
+                continue
+            i, site, stat = key.split("/")
+            snaps[int(i)][2].setdefault(site, {})[stat] = z[key]
+    return snaps
+
+
+def _pack_steps(steps: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, steps.astype(np.float32), allow_pickle=False)
+    return buf.getvalue()
+
+
+def _json(v: Any) -> str:
+    return json.dumps(v, default=lambda o: o.item() if hasattr(o, "item") else str(o),
+                      allow_nan=True)
+
+
+class RunStore:
+    """One connection per thread; SQLite's WAL lets many readers run beside one writer."""
+
+    def __init__(self, path: Path | str | None = None):
+        self.path = Path(path) if path else default_path()
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._write_lock:
+                self._conn().executescript(SCHEMA)
+        except (sqlite3.Error, OSError) as e:
+            raise StoreError(self._explain(e)) from e
+
+    def _explain(self, e: Exception) -> str:
+        msg = str(e)
+        if "locked" in msg or "busy" in msg:
+            return (f"the run store {self.path} is locked by another program; try again in a "
+                    "moment")
+        if "malformed" in msg or "not a database" in msg:
+            return (f"the run store {self.path} is corrupt ({msg}); move it aside, or point "
+                    "BNVIZ_DB at a new file — runs are then kept there")
+        return f"the run store {self.path} cannot be used: {msg}"
+
+    def _conn(self) -> sqlite3.Connection:
+        c = getattr(self._local, "conn", None)
+        if c is None:
+            c = sqlite3.connect(self.path, timeout=15, isolation_level=None,
+                                check_same_thread=False)
+            c.execute("PRAGMA journal_mode=WAL")
+            c.execute("PRAGMA synchronous=NORMAL")
+            c.execute("PRAGMA foreign_keys=ON")
+            c.row_factory = sqlite3.Row
+            self._local.conn = c
+        return c
+
+    def _write(self, sql: str, params: Iterable = ()) -> None:
+        try:
+            with self._write_lock:
+                self._conn().execute(sql, tuple(params))
+        except sqlite3.Error as e:
+            raise StoreError(self._explain(e)) from e
+
+    def _read(self, sql: str, params: Iterable = ()) -> list[sqlite3.Row]:
+        try:
+            return self._conn().execute(sql, tuple(params)).fetchall()
+        except sqlite3.Error as e:
+            raise StoreError(self._explain(e)) from e
+
+    # -- writing -------------------------------------------------------------------------
+    def save(self, v: RunView) -> None:
+        """Insert or replace the whole run: metadata and series, in one transaction."""
+        row = (v.run_id, v.config.config_id(), v.config.seed, _json(v.config.to_dict()),
+               v.status, v.reason, v.session, owner_tag(), v.info.get("data_source", ""),
+               v.info.get("device", ""), v.created, v.started, v.ended, _json(v.info),
+               _json(v.summary))
+        try:
+            with self._write_lock:
+                c = self._conn()
+                c.execute("BEGIN IMMEDIATE")
+                try:
+                    c.execute("INSERT OR REPLACE INTO runs (run_id, config_id, seed, config, "
+                              "status, reason, session, owner, data_source, device, created, "
+                              "started, ended, info, summary) VALUES "
+                              "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
+                    c.execute("INSERT OR REPLACE INTO series VALUES (?,?,?,?,?)",
+                              (v.run_id, _pack_steps(v.steps), _json(v.evals), _json(v.epochs),
+                               _pack_snapshots(v.snapshots)))
+                    c.execute("COMMIT")
+                except BaseException:
+                    c.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as e:
+            raise StoreError(self._explain(e)) from e
+
+    def set_status(self, run_id: str, status: str, reason: str = "") -> None:
+        self._write("UPDATE runs SET status=?, reason=?, owner=? WHERE run_id=?",
+                    (status, reason, owner_tag(), run_id))
+
+    def mark_interrupted(self) -> int:
+        """Runs left queued/running by a process that no longer exists become 'interrupted'."""
+        rows = self._read("SELECT run_id, owner FROM runs WHERE status IN ('queued','running')")
+        dead = [r["run_id"] for r in rows if not _owner_alive(r["owner"])]
+        for run_id in dead:
+            self._write("UPDATE runs SET status='interrupted', reason=?, ended=? "
+                        "WHERE run_id=?", ("the server stopped while this run was going; "
+                                           "press Train to run it again", time.time(), run_id))
+        return len(dead)
+
+    # -- reading -------------------------------------------------------------------------
+    def load(self, run_id: str) -> RunView | None:
+        rows = self._read("SELECT r.*, s.steps, s.evals, s.epochs, s.snapshots FROM runs r "
+                          "LEFT JOIN series s USING (run_id) WHERE r.run_id=?", (run_id,))
+        return self._view(rows[0]) if rows else None
+
+    def _view(self, r: sqlite3.Row) -> RunView:
+        steps = np.load(io.BytesIO(r["steps"])).astype(np.float64) if r["steps"] else \
+            np.zeros((0, 4))
+        return RunView(r["run_id"], config_from_dict(json.loads(r["config"])), r["status"],
+                       r["reason"], r["session"], r["created"], r["started"], r["ended"],
+                       json.loads(r["info"]), json.loads(r["summary"]), steps,
+                       json.loads(r["evals"] or "[]"), _unpack_snapshots(r["snapshots"]),
+                       json.loads(r["epochs"] or "[]"))
+
+    def find_finished(self, config_id: str, seed: int, data_source: str | None = None
+                      ) -> str | None:
+        sql = "SELECT run_id FROM runs WHERE config_id=? AND seed=? AND status='finished'"
+        params: list = [config_id, seed]
+        if data_source:
+            sql += " AND data_source=?"
+            params.append(data_source)
+        rows = self._read(sql + " ORDER BY ended DESC LIMIT 1", params)
+        return rows[0]["run_id"] if rows else None
+
+    def list_runs(self, status: str | None = None, config_id: str | None = None,
+                  limit: int = 200) -> list[dict[str, Any]]:
+        """Metadata only (no series), newest first."""
+        sql = ("SELECT run_id, config_id, seed, config, status, reason, data_source, device, "
+               "created, ended, summary FROM runs WHERE 1=1")
+        params: list = []
+        if status:
+            sql += " AND status=?"
+            params.append(status)
+        if config_id:
+            sql += " AND config_id=?"
+            params.append(config_id)
+        out = []
+        for r in self._read(sql + " ORDER BY created DESC LIMIT ?", [*params, limit]):
+            d = dict(r)
+            d["config"] = json.loads(d["config"])
+            d["summary"] = json.loads(d["summary"])
+            out.append(d)
+        return out
+
+    def integrity(self) -> str:
+        return self._read("PRAGMA integrity_check")[0][0]
+
+    def close(self) -> None:
+        c = getattr(self._local, "conn", None)
+        if c is not None:
+            c.close()
+            self._local.conn = None

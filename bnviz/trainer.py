@@ -1,0 +1,241 @@
+"""Train one config and emit events to listeners. Knows nothing about any UI."""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import data as data_mod
+from .config import Config
+from .evaluation import evaluate, kept_buffers, mode
+from .events import BNSnapshot, EpochEnd, Evaluation, RunEnded, RunStarted, Step
+from .model import build_lenet, count_params, has_running_stats, norm_layers
+
+Listener = Callable[[object], None]
+# A loss this far above chance (ln 10 ≈ 2.3) means the run has blown up even if it is finite:
+# with sigmoids and BN a huge lr gives losses of 1e5 that never become NaN.
+DIVERGED_LOSS = 20 * math.log(10)
+FLUSH_SECONDS = 0.25  # how often per-step metrics leave the device (one host sync each)
+
+BATCH_OF_ONE = (
+    "BatchNorm cannot normalise a batch of one example: its mean is the example itself, so "
+    "after subtracting it every feature is 0 and the variance is 0 — there is nothing left to "
+    "learn from. nn.BatchNorm1d therefore refuses it ({detail}). Use a batch size of at least "
+    "2 per device, the from-scratch BN (to watch the activations collapse to 0), or BN on the "
+    "conv layers only (they average over H×W positions too, so one image still gives many "
+    "values per channel).")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device cuda was asked for, but no CUDA GPU is available here")
+    if name == "mps" and not (getattr(torch.backends, "mps", None)
+                              and torch.backends.mps.is_available()):
+        raise RuntimeError("device mps was asked for, but Apple's MPS is not available here")
+    return torch.device(name)
+
+
+def snapshot(net: torch.nn.Module) -> dict[str, dict[str, np.ndarray]]:
+    out = {}
+    for site, m in norm_layers(net):
+        d = {}
+        if getattr(m, "weight", None) is not None:
+            d["gamma"] = m.weight.detach().flatten().float().cpu().numpy()
+            d["beta"] = m.bias.detach().flatten().float().cpu().numpy()
+        if has_running_stats(m):
+            d["running_mean"] = m.running_mean.detach().flatten().float().cpu().numpy()
+            d["running_var"] = m.running_var.detach().flatten().float().cpu().numpy()
+        if d:
+            out[site] = d
+    return out
+
+
+class Diverged(Exception):
+    pass
+
+
+class Trainer:
+    """Runs `cfg` once. `run()` never raises: every ending is a RunEnded event and a summary."""
+
+    def __init__(self, cfg: Config, listeners: Iterable[Listener] = (),
+                 stop: threading.Event | None = None, dataset: data_mod.Dataset | None = None):
+        self.cfg = cfg
+        self.listeners = list(listeners)
+        self.stop = stop or threading.Event()
+        self.dataset = dataset
+        self.summary: dict = {}
+
+    def emit(self, event) -> None:
+        for listener in self.listeners:
+            listener(event)
+
+    def run(self) -> dict:
+        self._t0 = time.perf_counter()
+        self._train_time = 0.0
+        self._examples = 0
+        self.summary = {"status": "running", "train_loss": math.nan, "train_acc": math.nan,
+                        "test_acc": math.nan, "test_loss": math.nan, "examples_per_sec": 0.0,
+                        "iterations": 0, "epochs_done": 0}
+        status, reason = "finished", ""
+        try:
+            self._run()
+            if self.stop.is_set():
+                status, reason = "stopped", "stopped on request"
+        except Diverged as e:
+            status, reason = "diverged", str(e)
+        except ValueError as e:
+            if "Expected more than 1 value per channel" in str(e):
+                status, reason = "failed", BATCH_OF_ONE.format(detail=str(e).split(",")[0])
+            else:
+                status, reason = "failed", f"{type(e).__name__}: {e}"
+        except (RuntimeError, data_mod.DataError, MemoryError) as e:
+            msg = str(e)
+            if isinstance(e, MemoryError) or "out of memory" in msg.lower():
+                msg = ("ran out of memory — try a smaller batch size or train-set size "
+                       f"({msg.splitlines()[0] if msg else 'MemoryError'})")
+            status, reason = "failed", msg
+        except Exception as e:  # noqa: BLE001 - a run must end as an event, never crash
+            status, reason = "failed", f"{type(e).__name__}: {e}"
+        self.summary.update(status=status, reason=reason,
+                            wall_time=time.perf_counter() - self._t0,
+                            examples_per_sec=self._examples / self._train_time
+                            if self._train_time else 0.0)
+        try:
+            self.emit(RunEnded(status, reason, dict(self.summary)))
+        except Exception:  # noqa: BLE001 - a broken listener cannot un-end the run
+            pass
+        return self.summary
+
+    # -- the loop ------------------------------------------------------------------------
+    def _run(self) -> None:
+        cfg = self.cfg
+        device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        ds = self.dataset or data_mod.load(cfg.dataset, cfg.train_size, device, cfg.seed)
+        if ds.train_x.device != device:
+            ds = data_mod.Dataset(ds.train_x.to(device), ds.train_y.to(device),
+                                  ds.test_x.to(device), ds.test_y.to(device), ds.source,
+                                  ds.origin)
+        net = build_lenet(cfg).to(device)
+        params = [p for p in net.parameters() if p.requires_grad]
+        opt = torch.optim.SGD(params, lr=cfg.lr)
+        n = len(ds.train_y)
+        bs = min(cfg.batch_size, n)
+        rem = n % bs
+        # A last batch with one example per device would make BatchNorm1d refuse the whole
+        # run for an accident of arithmetic; d2l's loader would keep it, we drop it.
+        drop_last = bs > 1 and 0 < rem < 2 * cfg.devices
+        steps = n // bs if drop_last or rem == 0 else n // bs + 1
+        total = steps * cfg.epochs
+        self.summary.update(data_source=ds.source, data=ds.description, device=str(device),
+                            n_params=count_params(net), config_id=cfg.config_id(),
+                            seed=cfg.seed)
+        self.emit(RunStarted(cfg.to_dict(), ds.source, ds.description, str(device),
+                             count_params(net), n, len(ds.test_y), steps, total))
+        gen = torch.Generator().manual_seed(cfg.seed)
+        probe = slice(0, min(max(bs, 2), len(ds.test_y)))  # fixed test batch for chart 3
+        eval_every = cfg.eval_every or steps
+        snap_every = cfg.snapshot_every or eval_every
+        it = 0
+        losses = torch.zeros(steps, device=device)
+        correct = torch.zeros(steps, device=device)
+        sizes = torch.zeros(steps, device=device)
+        for epoch in range(cfg.epochs):
+            perm = torch.randperm(n, generator=gen).to(device)
+            net.train()
+            flushed = 0
+            last_flush = time.perf_counter()
+            t_epoch = time.perf_counter()
+            ex_epoch = 0
+            for b in range(steps):
+                if self.stop.is_set():
+                    self._flush(losses, correct, sizes, flushed, b, it, epoch, steps)
+                    return
+                t_step = time.perf_counter()
+                idx = perm[b * bs:(b + 1) * bs]
+                xb, yb = ds.train_x.index_select(0, idx), ds.train_y.index_select(0, idx)
+                out = net(xb)
+                loss = F.cross_entropy(out, yb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                with torch.no_grad():
+                    losses[b] = loss.detach()
+                    correct[b] = (out.argmax(1) == yb).sum()
+                    sizes[b] = len(yb)
+                it += 1
+                ex_epoch += len(idx)
+                self._train_time += time.perf_counter() - t_step
+                self._examples += len(idx)
+                now = time.perf_counter()
+                due_eval = it % eval_every == 0 or b == steps - 1
+                if due_eval or it % snap_every == 0 or now - last_flush > FLUSH_SECONDS:
+                    self._flush(losses, correct, sizes, flushed, b + 1, it, epoch, steps)
+                    flushed, last_flush = b + 1, now
+                if due_eval:
+                    self._evaluate(net, ds, it, epoch + (b + 1) / steps, losses, correct, sizes,
+                                   b + 1, probe)
+                if it % snap_every == 0 or b == steps - 1:
+                    self.emit(BNSnapshot(it, epoch + (b + 1) / steps, snapshot(net)))
+            elapsed = time.perf_counter() - t_epoch
+            self.summary["epochs_done"] = epoch + 1
+            self.emit(EpochEnd(epoch + 1, self.summary["train_loss"], self.summary["train_acc"],
+                               self.summary["test_acc"], ex_epoch / elapsed,
+                               time.perf_counter() - self._t0))
+
+    def _flush(self, losses, correct, sizes, start, end, it, epoch, steps) -> None:
+        if end <= start:
+            return
+        ls = losses[start:end].tolist()
+        cs = correct[start:end].tolist()
+        ns = sizes[start:end].tolist()
+        first_it = it - (end - start) + 1
+        for i, (l, c, k) in enumerate(zip(ls, cs, ns)):
+            if not math.isfinite(l) or l > DIVERGED_LOSS:
+                what = "became NaN/inf" if not math.isfinite(l) else f"reached {l:.3g}"
+                raise Diverged(f"the training loss {what} at iteration {first_it + i} "
+                               f"(chance level is ln 10 ≈ 2.3): the learning rate "
+                               f"{self.cfg.lr:g} is too high for this model")
+            self.emit(Step(first_it + i, epoch + (start + i + 1) / steps, l, c / k))
+        self.summary["iterations"] = it
+
+    def _evaluate(self, net, ds, it, epoch, losses, correct, sizes, upto, probe) -> None:
+        cfg = self.cfg
+        kw = dict(batch_size=cfg.batch_size, train_x=ds.train_x,
+                  precise_samples=cfg.precise_samples)
+        modes = ("running", "precise", "batch") if cfg.compare_eval else (cfg.eval_mode,)
+        by_mode = {}
+        for how in modes:
+            by_mode[how] = evaluate(net, ds.test_x, ds.test_y, how, **kw)
+        test_loss, test_acc = by_mode[cfg.eval_mode]
+        n_seen = sizes[:upto].sum()
+        train_loss = ((losses[:upto] * sizes[:upto]).sum() / n_seen).item()
+        train_acc = (correct[:upto].sum() / n_seen).item()
+        xb, yb = ds.test_x[probe], ds.test_y[probe]
+        with torch.no_grad(), mode(net, norms_train=False):
+            eval_batch = (net(xb).argmax(1) == yb).float().mean().item()
+        try:
+            with torch.no_grad(), kept_buffers(net), mode(net, norms_train=True):
+                train_batch = (net(xb).argmax(1) == yb).float().mean().item()
+        except ValueError:
+            train_batch = math.nan
+        net.train()
+        self.summary.update(train_loss=train_loss, train_acc=train_acc, test_acc=test_acc,
+                            test_loss=test_loss)
+        self.emit(Evaluation(it, epoch, test_loss, test_acc, train_loss, train_acc, eval_batch,
+                             train_batch, {k: v[1] for k, v in by_mode.items()}))
+
+
+def train(cfg: Config, listeners: Iterable[Listener] = (), **kw) -> dict:
+    return Trainer(cfg, listeners, **kw).run()

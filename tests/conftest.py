@@ -1,0 +1,16 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+# Tests never touch the user's real cache or run store.
+os.environ.setdefault("BNVIZ_CACHE_DIR", str(ROOT / ".pytest_cache" / "bnviz-cache"))
+
+
+@pytest.fixture
+def tiny():
+    """Quick-run overrides: a slice of the bundled subset, one epoch."""
+    return dict(dataset="subset", train_size=512, batch_size=64, epochs=1, device="cpu")

@@ -1,0 +1,82 @@
+import math
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from bnviz.config import (KNOB, KNOBS, PRESETS, Config, ConfigError, from_query, make_config,
+                          parse_config, to_query, validate)
+
+
+def test_defaults_are_valid_and_presets_build():
+    assert validate(Config()) == []
+    for name in PRESETS:
+        assert validate(make_config(name)) == []
+    assert make_config("d2l-lenet").lr == 0.9 and make_config("d2l-lenet").norm == "none"
+
+
+def test_bad_values_give_one_clear_message_each():
+    with pytest.raises(ConfigError) as e:
+        make_config(batch_size=0, lr="fast", norm="weird", epochs=2.5, unknown=1)
+    msgs = e.value.errors
+    assert "batch_size must be between 1 and 4096, got 0" in msgs
+    assert any(m.startswith("lr must be a number") for m in msgs)
+    assert any(m.startswith("norm must be one of") for m in msgs)
+    assert any(m.startswith("epochs must be a whole number") for m in msgs)
+    assert "unknown setting 'unknown'" in msgs
+    assert len(msgs) == 5
+
+
+def test_cross_field_check():
+    with pytest.raises(ConfigError, match="devices"):
+        make_config(batch_size=4, devices=8)
+
+
+def test_config_id_is_stable_and_ignores_seed_and_device():
+    a = make_config(seed=1, device="cpu")
+    b = make_config(seed=2, device="auto")
+    assert a.config_id() == b.config_id() == Config().config_id()
+    assert make_config(lr=0.5).config_id() != a.config_id()
+
+
+def test_lenient_parse_keeps_defaults_and_says_why():
+    cfg, warnings = parse_config({"batch_size": "1e9", "lr": ["0.1", "0.2"], "foo": "x",
+                                  "eval_mode": "precise", "norm_fc1": "maybe"})
+    assert cfg.batch_size == Config.batch_size and cfg.lr == 0.2
+    assert cfg.eval_mode == "precise" and cfg.norm_fc1 is True
+    assert len(warnings) == 3 and any("foo" in w for w in warnings)
+
+
+def knob_values(k):
+    if k.choices:
+        return st.sampled_from(k.choices)
+    if k.type is bool:
+        return st.booleans()
+    if k.type is int:
+        return st.integers(int(k.lo), int(k.hi))
+    return st.floats(k.lo, k.hi, allow_nan=False)
+
+
+configs = st.fixed_dictionaries({k.name: knob_values(k) for k in KNOBS}).map(
+    lambda d: Config(**d)).filter(lambda c: validate(c) == [])
+
+
+@settings(max_examples=300, deadline=None)
+@given(configs)
+def test_url_round_trip_is_identity(cfg):
+    q = to_query(cfg)
+    assert all(isinstance(v, str) for v in q.values())
+    back, warnings = from_query(q)
+    assert warnings == [] and back == cfg
+
+
+def test_query_holds_only_non_defaults():
+    assert to_query(Config()) == {}
+    assert to_query(make_config(batch_size=4, norm_fc2=False)) == {"batch_size": "4",
+                                                                   "norm_fc2": "false"}
+
+
+def test_every_knob_has_help_and_a_valid_default():
+    for k in KNOBS:
+        assert k.help and k.check(k.default) is None
+    assert KNOB["batch_size"].lo == 1 and KNOB["batch_size"].hi >= 1024
+    assert not math.isnan(Config().lr)
