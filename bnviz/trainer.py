@@ -148,6 +148,7 @@ class Trainer:
         eval_every = cfg.eval_every or steps
         snap_every = cfg.snapshot_every or eval_every
         it = 0
+        last_flush = -math.inf  # the first step is reported at once: first point on screen
         losses = torch.zeros(steps, device=device)
         correct = torch.zeros(steps, device=device)
         sizes = torch.zeros(steps, device=device)
@@ -155,7 +156,6 @@ class Trainer:
             perm = torch.randperm(n, generator=gen).to(device)
             net.train()
             flushed = 0
-            last_flush = time.perf_counter()
             t_epoch = time.perf_counter()
             ex_epoch = 0
             for b in range(steps):
