@@ -125,11 +125,40 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0 if s["status"] == "finished" else 1
 
 
+def cmd_grid(args: argparse.Namespace) -> int:
+    from .experiments import GRIDS
+    from .grid_runner import run_grid
+    from .store import RunStore, StoreError
+    try:
+        base = config_from_args(args)
+    except ConfigError as e:
+        for msg in e.errors:
+            print(f"bnviz: {msg}", file=sys.stderr)
+        return 2
+    try:
+        store = None if args.no_store else RunStore()
+    except StoreError as e:
+        print(f"bnviz: {e}; results are not stored", file=sys.stderr)
+        store = None
+    points = GRIDS[args.grid](base)
+    table = run_grid(points, store, reuse=not args.again, out=Path(args.out) if args.out else None)
+    print(table.drop(columns=["run_id"]).to_string(index=False, float_format="%.3f"))
+    return 0
+
+
 def cmd_presets(_args) -> int:
     for name, values in PRESETS.items():
         changes = ", ".join(f"{k}={v}" for k, v in values.items()) or "the defaults"
         print(f"{name:22s} {PRESET_HELP[name]}  ({changes})")
     return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.epochs < 1:
+        print("bnviz: --epochs must be at least 1", file=sys.stderr)
+        return 2
+    from .bench import main as bench_main  # torch import only when benchmarking
+    return bench_main(tiny=args.tiny, out=args.out, epochs=args.epochs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,6 +171,27 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
     sub.add_parser("presets", help="list presets").set_defaults(func=cmd_presets)
+    from .experiments import GRIDS
+    for name, grid_help in (("ablation", "d2l's BN ablation grid (10 runs)"),
+                            ("sweep", "a sweep: ablation, batch_size, lr, devices or bias")):
+        g = sub.add_parser(name, help=grid_help)
+        if name == "sweep":
+            g.add_argument("grid", choices=sorted(GRIDS))
+        else:
+            g.set_defaults(grid="ablation")
+        add_knob_flags(g)
+        g.add_argument("--out", help="folder for results.csv")
+        g.add_argument("--again", action="store_true", help="retrain runs already stored")
+        g.add_argument("--no-store", action="store_true", help="do not use the run store")
+        g.set_defaults(func=cmd_grid)
+    b = sub.add_parser("bench", help="training throughput: bnviz vs a d2l-style loop vs a "
+                       "plain tensor loop (d2l LeNet-BN preset)")
+    b.add_argument("--tiny", action="store_true",
+                   help="bundled subset, 1024 images, no DataLoader workers: seconds, for CI")
+    b.add_argument("--out", help="write every number as JSON to this file")
+    b.add_argument("--epochs", type=int, default=1,
+                   help="timed epochs per loop, interleaved; the median is reported")
+    b.set_defaults(func=cmd_bench)
     return p
 
 

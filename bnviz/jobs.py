@@ -70,8 +70,9 @@ class JobManager:
             t.start()
 
     # -- for pages -----------------------------------------------------------------------
-    def submit(self, cfg: Config, session: str = "", reuse: bool = True) -> str:
-        """Queue a run and return its id, or the id of a finished identical run (reuse)."""
+    def submit(self, cfg: Config, session: str = "", reuse: bool = True, group: str = "") -> str:
+        """Queue a run and return its id, or the id of a finished identical run (reuse).
+        Runs of one `group` (a grid) count as one active run of their session."""
         errors = validate(cfg)
         n_train = 60000 if data_mod.resolve_source(cfg.dataset) == "full" else 5000
         errors += self.limits.check(cfg, n_train)
@@ -85,15 +86,16 @@ class JobManager:
         with self._cv:
             if self._closed:
                 raise JobRefused("the server is shutting down")
-            mine = [r for r in self._jobs.values() if r.session == session and
-                    r.status in ACTIVE]
-            if session and len(mine) >= self.limits.per_session:
+            mine = {r.group or r.run_id for r in self._jobs.values()
+                    if r.session == session and r.status in ACTIVE}
+            if session and len(mine - {group} if group else mine) >= self.limits.per_session:
                 raise JobRefused(f"you already have {len(mine)} run(s) going "
                                  f"(limit {self.limits.per_session}); stop it or wait")
             if self.limits.max_queue and len(self._queue) >= self.limits.max_queue:
                 raise JobRefused(f"the queue is full ({len(self._queue)} runs waiting); "
                                  "try again in a minute")
             rec = RunRecord(new_run_id(), cfg, session)
+            rec.group = group
             self._jobs[rec.run_id] = rec
             self._queue.append(rec)
             self._reposition()
@@ -127,6 +129,20 @@ class JobManager:
             return rec.view()
         if self.store is not None:
             return self._safe(lambda: self.store.load(run_id))
+        return None
+
+    def find(self, cfg: Config) -> RunView | None:
+        """The newest run of exactly this config and seed: live in memory, else finished in
+        the store."""
+        with self._cv:
+            live = [r for r in self._jobs.values() if r.config == cfg]
+        if live:
+            return max(live, key=lambda r: r.created).view()
+        if self.store is not None:
+            found = self._safe(lambda: self.store.find_finished(
+                cfg.config_id(), cfg.seed, data_mod.resolve_source(cfg.dataset)))
+            if found:
+                return self.get(found)
         return None
 
     def active_run(self, session: str) -> str | None:

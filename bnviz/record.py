@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -101,6 +101,7 @@ class RunRecord:
         self.version = 0
         self.position = 0
         self.stop = threading.Event()
+        self.group = ""  # a grid's id when this run belongs to one
 
     def __call__(self, e) -> None:
         with self.lock:

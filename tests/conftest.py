@@ -1,5 +1,6 @@
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 # Tests never touch the user's real cache or run store.
 os.environ.setdefault("BNVIZ_CACHE_DIR", str(ROOT / ".pytest_cache" / "bnviz-cache"))
+os.environ["BNVIZ_DB"] = os.path.join(tempfile.mkdtemp(prefix="bnviz-test-"), "runs.sqlite")
 
 
 @pytest.fixture

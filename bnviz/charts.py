@@ -1,0 +1,221 @@
+"""Plotly figures built from a run's frames. No streamlit here: the CLI and exports reuse them."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+MAX_POINTS = 1500  # per trace: a long run stays cheap to send every second
+COLORS = {"train": "#1f77b4", "test": "#d62728", "gap": "rgba(214,39,40,0.12)",
+          "running": "#d62728", "precise": "#2ca02c", "batch": "#9467bd"}
+LAYER_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd")
+
+
+def thin(df: pd.DataFrame, n: int = MAX_POINTS) -> pd.DataFrame:
+    """Every k-th row (keeping the last) so that at most about n remain."""
+    if len(df) <= n:
+        return df
+    idx = np.unique(np.r_[np.linspace(0, len(df) - 1, n).astype(int), len(df) - 1])
+    return df.iloc[idx]
+
+
+def ema(values: pd.Series, smoothing: float) -> pd.Series:
+    """TensorBoard-style smoothing: 0 = raw, 0.99 = very smooth, bias-corrected at the start."""
+    if smoothing <= 0 or values.empty:
+        return values
+    return values.ewm(alpha=1 - smoothing, adjust=True).mean()
+
+
+def _layout(fig: go.Figure, title: str, revision: str, height: int = 340,
+            empty: bool = False) -> go.Figure:
+    if empty:
+        fig.add_annotation(text="waiting for data…", showarrow=False, x=0.5, y=0.5,
+                           xref="paper", yref="paper", font=dict(color="grey"))
+    fig.update_layout(title=dict(text=title, x=0.01, font_size=15), height=height,
+                      margin=dict(l=50, r=20, t=45, b=40), uirevision=revision,
+                      legend=dict(orientation="h", y=-0.22, x=0), hovermode="x unified")
+    return fig
+
+
+def loss_figure(steps: pd.DataFrame, smoothing: float = 0.9, revision: str = "") -> go.Figure:
+    fig = go.Figure()
+    if not steps.empty:
+        s = steps.assign(smooth=ema(steps["loss"], smoothing))
+        s = thin(s)
+        fig.add_scatter(x=s["epoch"], y=s["loss"], name="loss per iteration", mode="lines",
+                        line=dict(color="rgba(31,119,180,0.3)", width=1))
+        fig.add_scatter(x=s["epoch"], y=s["smooth"], name=f"smoothed ({smoothing:g})",
+                        mode="lines", line=dict(color=COLORS["train"], width=2))
+    fig.add_hline(y=np.log(10), line=dict(dash="dot", color="grey"),
+                  annotation_text="chance (ln 10)", annotation_position="top right")
+    fig.update_xaxes(title="epoch")
+    fig.update_yaxes(title="cross-entropy", rangemode="tozero")
+    return _layout(fig, "Training loss", revision)
+
+
+def accuracy_figure(steps: pd.DataFrame, evals: pd.DataFrame, smoothing: float = 0.9,
+                    revision: str = "") -> go.Figure:
+    fig = go.Figure()
+    if not steps.empty:
+        s = thin(steps.assign(smooth=ema(steps["acc"], smoothing)))
+        fig.add_scatter(x=s["epoch"], y=s["smooth"], name="train batch acc (smoothed)",
+                        mode="lines", line=dict(color=COLORS["train"], width=1, dash="dot"))
+    if not evals.empty:
+        fig.add_scatter(x=evals["epoch"], y=evals["train_acc"], name="train acc (epoch so far)",
+                        mode="lines+markers", line=dict(color=COLORS["train"], width=2))
+        fig.add_scatter(x=evals["epoch"], y=evals["test_acc"], name="test acc",
+                        mode="lines+markers", line=dict(color=COLORS["test"], width=2),
+                        fill="tonexty", fillcolor=COLORS["gap"])
+        last = evals.iloc[-1]
+        gap = last["train_acc"] - last["test_acc"]
+        fig.add_annotation(x=last["epoch"], y=last["test_acc"], text=f"gap {gap:+.3f}",
+                           showarrow=True, ax=-40, ay=30)
+    fig.update_xaxes(title="epoch")
+    fig.update_yaxes(title="accuracy", range=[0, 1])
+    return _layout(fig, "Train vs test accuracy (shaded: the train–test gap)", revision)
+
+
+def fluctuation_figure(evals: pd.DataFrame, window: int = 5, revision: str = "") -> go.Figure:
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    if not evals.empty:
+        for mode in ("running", "precise", "batch"):
+            col = f"acc_{mode}"
+            if col in evals and evals[col].notna().any():
+                fig.add_scatter(x=evals["epoch"], y=evals[col], mode="lines+markers",
+                                name=f"test acc, {mode} stats",
+                                line=dict(color=COLORS[mode], width=2))
+        if not any(f"acc_{m}" in evals for m in ("running", "precise", "batch")):
+            fig.add_scatter(x=evals["epoch"], y=evals["test_acc"], mode="lines+markers",
+                            name="test acc", line=dict(color=COLORS["test"], width=2))
+        fig.add_scatter(x=evals["epoch"], y=evals["eval_batch_acc"], mode="markers",
+                        name="one test batch, eval mode (running stats)",
+                        marker=dict(symbol="circle-open", color="black"))
+        fig.add_scatter(x=evals["epoch"], y=evals["train_mode_batch_acc"], mode="markers",
+                        name="same batch, train mode (its own stats)",
+                        marker=dict(symbol="x", color="#8c564b"))
+        std = evals["test_acc"].rolling(window, min_periods=2).std()
+        fig.add_scatter(x=evals["epoch"], y=std, mode="lines", name=f"rolling std ({window})",
+                        line=dict(color="grey", dash="dash"), secondary_y=True)
+    fig.update_xaxes(title="epoch")
+    fig.update_yaxes(title="test accuracy", secondary_y=False)
+    fig.update_yaxes(title="rolling std", secondary_y=True, rangemode="tozero",
+                     showgrid=False)
+    return _layout(fig, "Test-accuracy fluctuation", revision, empty=evals.empty)
+
+
+def affine_figure(snapshots: pd.DataFrame, stat: str = "gamma", revision: str = "",
+                  other: pd.DataFrame | None = None, other_name: str = "") -> go.Figure:
+    """One panel per layer: the spread of `stat` over channels, across training (fan chart:
+    min–max and 10–90% bands, mean line). `other` overlays a second run's means."""
+    layers = list(dict.fromkeys(snapshots["layer"])) if not snapshots.empty else []
+    fig = make_subplots(rows=1, cols=max(len(layers), 1), shared_yaxes=True,
+                        subplot_titles=[f"{l} ({snapshots[snapshots.layer == l].channel.nunique()}"
+                                        f" channels)" for l in layers] or [
+                            "no snapshot yet, or no layer with this statistic"])
+    for j, layer in enumerate(layers, start=1):
+        g = snapshots[snapshots.layer == layer].groupby("epoch")["value"]
+        q = g.quantile([0.0, 0.1, 0.9, 1.0]).unstack()
+        x, color = q.index, LAYER_COLORS[(j - 1) % 4]
+        for lo, hi, alpha, name in ((0.0, 1.0, 0.12, "min–max"), (0.1, 0.9, 0.28, "10–90%")):
+            fig.add_scatter(x=x, y=q[hi], mode="lines", line=dict(width=0), showlegend=False,
+                            hoverinfo="skip", row=1, col=j)
+            fig.add_scatter(x=x, y=q[lo], mode="lines", line=dict(width=0), fill="tonexty",
+                            fillcolor=f"rgba(100,100,100,{alpha})", name=name,
+                            showlegend=j == 1, legendgroup=name, row=1, col=j)
+        fig.add_scatter(x=x, y=g.mean(), mode="lines", line=dict(color=color, width=2),
+                        name="mean", showlegend=j == 1, legendgroup="mean", row=1, col=j)
+        if other is not None and not other.empty:
+            o = other[other.layer == layer].groupby("epoch")["value"].mean()
+            fig.add_scatter(x=o.index, y=o.values, mode="lines", name=f"mean, {other_name}",
+                            line=dict(color="black", dash="dash"), showlegend=j == 1,
+                            legendgroup="other", row=1, col=j)
+        fig.update_xaxes(title="epoch", row=1, col=j)
+    fig.update_yaxes(title=stat, row=1, col=1)
+    return _layout(fig, f"{stat} per channel over training, one panel per layer", revision,
+                   height=320)
+
+
+def distribution_figure(snapshots: pd.DataFrame, stat: str = "gamma", last: int = 8,
+                        revision: str = "") -> go.Figure:
+    """Violins of `stat` across channels for the last few snapshots of each layer."""
+    fig = go.Figure()
+    if not snapshots.empty:
+        epochs = sorted(snapshots["epoch"].unique())[-last:]
+        sub = snapshots[snapshots.epoch.isin(epochs)]
+        for j, layer in enumerate(dict.fromkeys(sub["layer"])):
+            d = sub[sub.layer == layer]
+            fig.add_violin(x=d["epoch"].round(2).astype(str), y=d["value"], name=layer,
+                           line_color=LAYER_COLORS[j % 4], points=False, scalemode="width",
+                           width=0.8)
+        fig.update_layout(violinmode="group")
+    fig.update_xaxes(title="epoch of snapshot", type="category")
+    fig.update_yaxes(title=stat)
+    return _layout(fig, f"{stat} across channels, latest snapshots", revision, height=320,
+                   empty=snapshots.empty)
+
+
+def steps_to_csv(steps: pd.DataFrame, evals: pd.DataFrame) -> str:
+    """One table for export: step rows and eval rows, tagged by kind."""
+    both = pd.concat([steps.assign(kind="step"), evals.assign(kind="eval")], ignore_index=True)
+    return both.sort_values(["iteration", "kind"], kind="stable").to_csv(index=False)
+
+
+def grid_bar_figure(table: pd.DataFrame, revision: str = "") -> go.Figure:
+    """Train and test accuracy per grid point, the gap readable as the distance between."""
+    done = table[table.status == "finished"]
+    fig = go.Figure()
+    fig.add_bar(x=done["run"], y=done["train_acc"], name="train acc",
+                marker_color=COLORS["train"])
+    fig.add_bar(x=done["run"], y=done["test_acc"], name="test acc", marker_color=COLORS["test"],
+                error_y=dict(type="data", array=done["fluctuation"].fillna(0), visible=True))
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(title="accuracy (error bar: test-acc std, last 5 evals)", range=[0, 1])
+    return _layout(fig, "Final accuracy per configuration", revision, height=380,
+                   empty=done.empty)
+
+
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
+           "#7f7f7f", "#bcbd22", "#17becf")
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    h = hex_color.lstrip("#")
+    return f"rgba({int(h[:2], 16)},{int(h[2:4], 16)},{int(h[4:], 16)},{alpha})"
+
+
+def band_figure(curves: pd.DataFrame, title: str, ytitle: str, revision: str = "") -> go.Figure:
+    """One line per group (mean over seeds) with its min–max band when it has several runs."""
+    fig = go.Figure()
+    for i, (group, d) in enumerate(curves.groupby("group", sort=False)):
+        c = PALETTE[i % len(PALETTE)]
+        if d["n"].max() > 1:
+            fig.add_scatter(x=d["epoch"], y=d["hi"], mode="lines", line=dict(width=0),
+                            showlegend=False, hoverinfo="skip")
+            fig.add_scatter(x=d["epoch"], y=d["lo"], mode="lines", line=dict(width=0),
+                            fill="tonexty", fillcolor=_rgba(c, 0.18), showlegend=False,
+                            hoverinfo="skip")
+        n = int(d["n"].max())
+        fig.add_scatter(x=d["epoch"], y=d["mean"], mode="lines+markers", line=dict(color=c),
+                        name=group + (f" (mean of {n})" if n > 1 else ""))
+    fig.update_xaxes(title="epoch")
+    fig.update_yaxes(title=ytitle)
+    return _layout(fig, title, revision, empty=curves.empty)
+
+
+def lines_figure(df: pd.DataFrame, x: str, y: str, by: str, title: str, ytitle: str,
+                 revision: str = "", facet: str | None = None) -> go.Figure:
+    facets = list(dict.fromkeys(df[facet])) if facet and not df.empty else [None]
+    fig = make_subplots(rows=1, cols=len(facets), shared_yaxes=True,
+                        subplot_titles=[str(f) for f in facets] if facet else None)
+    names = list(dict.fromkeys(df[by])) if not df.empty else []
+    for j, f in enumerate(facets, start=1):
+        d = df if f is None else df[df[facet] == f]
+        for i, name in enumerate(names):
+            dd = d[d[by] == name]
+            fig.add_scatter(x=dd[x], y=dd[y], mode="lines", name=name, legendgroup=name,
+                            showlegend=j == 1, line=dict(color=PALETTE[i % len(PALETTE)]),
+                            row=1, col=j)
+        fig.update_xaxes(title=x, row=1, col=j)
+    fig.update_yaxes(title=ytitle, row=1, col=1)
+    return _layout(fig, title, revision, empty=df.empty)

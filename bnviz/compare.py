@@ -1,0 +1,87 @@
+"""Frames for comparing runs: labels from config differences, final metrics, seed bands."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from .config import KNOBS
+from .reading import fluctuation
+
+IGNORED = ("seed", "device")  # differences that do not make another experiment
+
+
+def differing_knobs(views) -> list[str]:
+    return [k.name for k in KNOBS
+            if len({getattr(v.config, k.name) for v in views}) > 1]
+
+
+def label(view, knobs: list[str]) -> str:
+    parts = [f"{k}={getattr(view.config, k)}" for k in knobs if k not in IGNORED]
+    return ", ".join(parts) or "same config"
+
+
+def metrics_table(views) -> pd.DataFrame:
+    knobs = differing_knobs(views)
+    rows = []
+    for v in views:
+        s = v.summary or {}
+        row = {"run_id": v.run_id, "status": v.status}
+        row.update({k: getattr(v.config, k) for k in knobs})
+        tr, te = s.get("train_acc", math.nan), s.get("test_acc", math.nan)
+        row.update(train_loss=s.get("train_loss", math.nan), train_acc=tr, test_acc=te,
+                   gap=tr - te, fluctuation=fluctuation([e["test_acc"] for e in v.evals]),
+                   data=s.get("data_source", ""))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def curves(views, column: str = "test_acc", aggregate: bool = True) -> pd.DataFrame:
+    """Long frame (group, epoch, mean, lo, hi, n) of an eval column. With `aggregate`, runs of
+    the same config (any seed) form one group with a min–max band."""
+    knobs = [k for k in differing_knobs(views) if k not in IGNORED]
+    parts = []
+    for v in views:
+        e = v.evals_frame()
+        if e.empty or column not in e:
+            continue
+        group = label(v, knobs) if aggregate else f"{label(v, knobs)} · {v.run_id[:6]}"
+        if not aggregate and "seed" in differing_knobs(views):
+            group += f" · seed {v.config.seed}"
+        parts.append(pd.DataFrame({"group": group, "epoch": e["epoch"].round(4),
+                                   "value": e[column]}))
+    if not parts:
+        return pd.DataFrame(columns=["group", "epoch", "mean", "lo", "hi", "n"])
+    long = pd.concat(parts)
+    g = long.groupby(["group", "epoch"])["value"]
+    out = pd.DataFrame({"mean": g.mean(), "lo": g.min(), "hi": g.max(), "n": g.count()})
+    return out.reset_index()
+
+
+def loss_curves(views, smoothing: float = 0.9, points: int = 400) -> pd.DataFrame:
+    knobs = [k for k in differing_knobs(views) if k not in IGNORED]
+    parts = []
+    for v in views:
+        s = v.steps_frame()
+        if s.empty:
+            continue
+        smooth = s["loss"].ewm(alpha=1 - smoothing).mean() if smoothing > 0 else s["loss"]
+        idx = np.unique(np.linspace(0, len(s) - 1, min(points, len(s))).astype(int))
+        parts.append(pd.DataFrame({"run": f"{label(v, knobs)} · {v.run_id[:6]}",
+                                   "epoch": s["epoch"].iloc[idx].values,
+                                   "loss": smooth.iloc[idx].values}))
+    return pd.concat(parts) if parts else pd.DataFrame(columns=["run", "epoch", "loss"])
+
+
+def affine_means(views, stat: str = "gamma") -> pd.DataFrame:
+    knobs = [k for k in differing_knobs(views) if k not in IGNORED]
+    parts = []
+    for v in views:
+        f = v.snapshots_frame(stat)
+        if f.empty:
+            continue
+        m = f.groupby(["layer", "epoch"])["value"].mean().reset_index()
+        m["run"] = f"{label(v, knobs)} · {v.run_id[:6]}"
+        parts.append(m)
+    return pd.concat(parts) if parts else pd.DataFrame(columns=["layer", "epoch", "value", "run"])

@@ -1,0 +1,255 @@
+"""Streamlit helpers shared by the pages: the server-wide job manager, widgets generated from
+the knob registry, share-link handling and the live run panel. The only core module that
+imports streamlit."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import uuid
+
+import streamlit as st
+
+from . import charts, reading
+from .config import KNOB, KNOBS, PRESET_HELP, PRESETS, Config, from_query, parse_config, to_query
+from .jobs import JobManager, JobRefused, Limits
+from .store import RunStore, StoreError
+
+LABELS = {
+    "dataset": "Dataset", "train_size": "Train-set size (0 = all)", "batch_size": "Batch size",
+    "lr": "Learning rate", "norm": "Normalisation", "norm_conv1": "conv1",
+    "norm_conv2": "conv2", "norm_fc1": "fc1", "norm_fc2": "fc2",
+    "norm_position": "Norm position", "dropout_fc": "Swap FC norms for dropout",
+    "dropout_p": "Dropout p", "bias": "Bias in layers before a norm",
+    "freeze_affine": "Freeze gamma/beta", "momentum": "BN momentum", "eps": "BN eps",
+    "devices": "Simulated devices", "eval_mode": "Test-time statistics",
+    "precise_samples": "PreciseBN samples", "compare_eval": "Evaluate all three ways",
+    "eval_every": "Evaluate every N iterations (0 = per epoch)",
+    "snapshot_every": "gamma/beta snapshot every N iterations (0 = at evaluations)",
+    "conv1_padding": "conv1 padding",
+}
+CHOICE_LABELS = {
+    "none": "none", "bn": "BatchNorm (nn.BatchNorm)", "bn_scratch": "BatchNorm from scratch (d2l)",
+    "layer": "LayerNorm", "group": "GroupNorm", "instance": "InstanceNorm",
+    "before_act": "before the activation (d2l)", "after_act": "after the activation",
+    "running": "running statistics (PyTorch default)",
+    "precise": "PreciseBN (recomputed for current weights)", "batch": "batch statistics",
+    "auto": "auto", "full": "full Fashion-MNIST", "subset": "bundled subset (5k/1k)",
+}
+LOG_OPTIONS = {
+    "batch_size": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096],
+    "lr": [0.001, 0.003, 0.01, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 0.9, 1.0, 1.5, 2.0, 3.0, 5.0,
+           10.0, 20.0, 50.0, 100.0],
+    "eps": [1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0],
+    "devices": [1, 2, 4, 8, 16, 32, 64],
+}
+BATCH_HELP = ("A minibatch is the set of examples one SGD step uses; batch size is how many "
+              "it holds. BN's statistics are taken over exactly this minibatch (per device), "
+              "so at batch size 1 there is nothing to average over.")
+RUN_ID = re.compile(r"^[0-9a-f]{12}$")
+
+
+@st.cache_resource
+def manager() -> JobManager:
+    """One job manager per server process, shared by every browser session."""
+    hosted = os.environ.get("BNVIZ_HOSTED") == "1"
+    limits = (Limits(per_session=1, max_queue=20, max_epochs=10, max_train_size=60000,
+                     max_work=200_000, keep_finished_s=900) if hosted else Limits())
+    try:
+        store = RunStore()
+    except StoreError as e:
+        st.session_state["store_error"] = str(e)
+        store = None
+    threads = int(os.environ.get("BNVIZ_TORCH_THREADS", "0")) or None
+    return JobManager(workers=int(os.environ.get("BNVIZ_WORKERS", "1")), store=store,
+                      limits=limits, torch_threads=threads)
+
+
+def session_id() -> str:
+    if "session_id" not in st.session_state:
+        st.session_state.session_id = uuid.uuid4().hex
+    return st.session_state.session_id
+
+
+def wkey(name: str) -> str:
+    return f"knob_{name}"
+
+
+def set_controls(cfg: Config) -> None:
+    for k in KNOBS:
+        st.session_state[wkey(k.name)] = getattr(cfg, k.name)
+
+
+def _with(options: list, value) -> list:
+    return sorted(set(options) | {value})
+
+
+def knob_widget(name: str, container=st) -> None:
+    k = KNOB[name]
+    key, label = wkey(name), LABELS.get(name, name.replace("_", " ").capitalize())
+    if key not in st.session_state:
+        st.session_state[key] = k.default
+    help_ = k.help + (f"\n\n{BATCH_HELP}" if name == "batch_size" else "")
+    if k.choices is not None:
+        container.selectbox(label, k.choices, key=key, help=help_,
+                            format_func=lambda c: CHOICE_LABELS.get(c, str(c)))
+    elif k.type is bool:
+        container.toggle(label, key=key, help=help_ if not name.startswith("norm_") else None)
+    elif name in LOG_OPTIONS:
+        container.select_slider(label, _with(LOG_OPTIONS[name], st.session_state[key]),
+                                key=key, help=help_, format_func=lambda v: f"{v:g}")
+    elif k.type is int:
+        container.number_input(label, int(k.lo), int(k.hi), step=1, key=key, help=help_)
+    else:
+        container.number_input(label, float(k.lo), float(k.hi), step=0.05, key=key,
+                               help=help_, format="%g")
+
+
+def controls_from_state() -> tuple[Config, list[str]]:
+    values = {k.name: st.session_state[wkey(k.name)] for k in KNOBS
+              if wkey(k.name) in st.session_state}
+    return parse_config(values)
+
+
+def load_url_once(page: str) -> list[str]:
+    """On a page's first run in this session, restore the controls from the URL.
+    Returns the warnings about ignored parameters (shown, never raised)."""
+    flag = f"url_loaded_{page}"
+    if st.session_state.get(flag):
+        return st.session_state.get(f"url_warnings_{page}", [])
+    st.session_state[flag] = True
+    params = {k: st.query_params.get_all(k) for k in st.query_params.keys()}
+    cfg, warnings = from_query(params, ignore=("run", "runs", "view"))
+    set_controls(cfg)
+    run = params.get("run", [None])[-1]
+    if run is not None:
+        if RUN_ID.match(run):
+            st.session_state.run_id = run
+        else:
+            warnings.append(f"run id {run!r} is not valid and was ignored")
+    st.session_state[f"url_warnings_{page}"] = warnings
+    return warnings
+
+
+def sync_url(cfg: Config, run_id: str | None) -> None:
+    q = to_query(cfg)
+    if run_id:
+        q["run"] = run_id
+    if dict(st.query_params) != q:
+        st.query_params.from_dict(q)
+
+
+def page_url() -> str:
+    return (getattr(st.context, "url", None) or "").split("?")[0]
+
+
+def share_link(cfg: Config, run_id: str | None) -> str:
+    base = page_url()
+    q = to_query(cfg)
+    if run_id:
+        q["run"] = run_id
+    return base + ("?" + "&".join(f"{k}={v}" for k, v in q.items()) if q else "")
+
+
+def preset_buttons(container=st) -> None:
+    cols = container.columns(len(PRESETS))
+    for col, name in zip(cols, PRESETS):
+        if col.button(name, help=PRESET_HELP[name], key=f"preset_{name}",
+                      width="stretch"):
+            set_controls(Config().replace(**PRESETS[name]))
+            st.rerun()
+
+
+STATUS_ICON = {"queued": "⏳", "running": "🏃", "finished": "✅", "stopped": "⏹️",
+               "diverged": "💥", "failed": "❌", "interrupted": "⚠️"}
+
+
+def status_line(v) -> None:
+    icon = STATUS_ICON.get(v.status, "")
+    if v.status == "queued":
+        st.info(f"{icon} Queued at position {v.position} — it starts when a worker is free.")
+    elif v.status == "running":
+        p = v.progress
+        eta = "" if math.isnan(p["eta"]) else f", ETA {p['eta']:.0f} s"
+        st.progress(min(p["fraction"], 1.0),
+                    text=f"{icon} Running — epoch {min(int(p['epoch']) + 1, v.config.epochs)}"
+                         f"/{v.config.epochs}, iteration {p['done']:,}/{p['total']:,}, "
+                         f"{p['examples_per_sec']:,.0f} examples/s{eta}")
+    elif v.status == "finished":
+        st.success(f"{icon} Finished. {reading.describe(v)}")
+    elif v.status in ("diverged", "failed", "interrupted"):
+        st.error(f"{icon} {v.status.capitalize()}: {v.reason}")
+    else:
+        st.warning(f"{icon} {v.status.capitalize()}. {reading.describe(v)}")
+    if v.info:
+        st.caption(f"Data: {v.info.get('data')} · device {v.info.get('device')} · "
+                   f"{v.info.get('n_params', 0):,} parameters · run `{v.run_id}`")
+
+
+def run_charts(v, key: str = "") -> None:
+    """The four live charts of one run."""
+    rev = v.run_id
+    steps, evals = v.steps_frame(), v.evals_frame()
+    c1, c2 = st.columns(2)
+    smoothing = c1.slider("Loss smoothing", 0.0, 0.99, 0.9, 0.01, key=f"smooth{key}",
+                          help="Exponential moving average of the per-iteration values")
+    c1.plotly_chart(charts.loss_figure(steps, smoothing, rev), key=f"loss{key}")
+    c2.plotly_chart(charts.accuracy_figure(steps, evals, smoothing, rev), key=f"acc{key}")
+    c3, c4 = st.columns(2)
+    c3.plotly_chart(charts.fluctuation_figure(evals, revision=rev), key=f"fluct{key}")
+    stat = c4.radio("Layer statistic", ["gamma", "beta", "running_mean", "running_var"],
+                    horizontal=True, key=f"stat{key}",
+                    help="gamma (scale) and beta (shift) have one entry per channel; "
+                         "running mean/var are what eval mode normalises with")
+    snaps = v.snapshots_frame(stat)
+    c4.plotly_chart(charts.distribution_figure(snaps, stat, revision=rev), key=f"dist{key}")
+    st.plotly_chart(charts.affine_figure(snaps, stat, rev), key=f"affine{key}")
+
+
+def downloads(v) -> None:
+    c1, c2 = st.columns(2)
+    c1.download_button("Metrics (CSV)", charts.steps_to_csv(v.steps_frame(), v.evals_frame()),
+                       f"bnviz-{v.run_id}-metrics.csv", "text/csv")
+    c2.download_button("Config (JSON)", json.dumps({**v.config.to_dict(),
+                                                    "config_id": v.config.config_id()},
+                                                   indent=2),
+                       f"bnviz-{v.run_id}-config.json", "application/json")
+
+
+def live_run(run_id: str, key: str = "") -> None:
+    """Status, progress and charts of a run, polled once a second while it is active."""
+    mgr = manager()
+    first = mgr.get(run_id)
+    if first is None:
+        st.warning(f"Run `{run_id}` is not on this server (it may have been run elsewhere).")
+        return
+
+    @st.fragment(run_every=1.0 if first.active else None)
+    def panel():
+        v = mgr.get(run_id)
+        if v is None:
+            return
+        status_line(v)
+        if len(v.steps) or v.evals:
+            run_charts(v, key)
+        elif v.active:
+            st.caption("Waiting for the first iteration…")
+        if first.active and not v.active:
+            st.rerun()  # one full rerun so the page stops polling and shows the final state
+    panel()
+
+
+def submit(cfg: Config, reuse: bool = True) -> str | None:
+    try:
+        run_id = manager().submit(cfg, session=session_id(), reuse=reuse)
+    except JobRefused as e:
+        st.error(f"Not started: {e}")
+        return None
+    st.session_state.run_id = run_id
+    return run_id
+
+
+def config_diff(a: Config, b: Config) -> dict:
+    return {k.name: (getattr(a, k.name), getattr(b, k.name)) for k in KNOBS
+            if getattr(a, k.name) != getattr(b, k.name)}

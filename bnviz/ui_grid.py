@@ -1,0 +1,59 @@
+"""Streamlit panel for a grid of runs (ablation, sweeps): submit, poll, table, chart."""
+from __future__ import annotations
+
+import hashlib
+
+import pandas as pd
+import streamlit as st
+
+from . import charts, ui
+from .experiments import GridPoint, result_row
+
+
+def grid_id(points: list[GridPoint]) -> str:
+    ids = "|".join(f"{p.config.config_id()}:{p.config.seed}" for p in points)
+    return hashlib.sha1(ids.encode()).hexdigest()[:12]
+
+
+def submit_grid(points: list[GridPoint], rerun: bool = False) -> None:
+    gid = grid_id(points)
+    for p in points:
+        try:
+            ui.manager().submit(p.config, session=ui.session_id(), reuse=not rerun, group=gid)
+        except ui.JobRefused as e:
+            st.error(f"{p.label}: not started — {e}")
+            return
+
+
+def grid_table(points: list[GridPoint]) -> pd.DataFrame:
+    mgr = ui.manager()
+    return pd.DataFrame([result_row(p.label, mgr.find(p.config)) for p in points])
+
+
+def grid_panel(points: list[GridPoint], key: str, chart=charts.grid_bar_figure) -> pd.DataFrame:
+    """Progress of the whole grid, its table and chart; polls while any run is active."""
+    table = grid_table(points)
+    active = table.status.isin(["queued", "running"]).any()
+
+    @st.fragment(run_every=1.0 if active else None)
+    def panel():
+        t = grid_table(points)
+        done = int((~t.status.isin(["queued", "running", "not run"])).sum())
+        running = t[t.status == "running"]
+        now = ""
+        if not running.empty:
+            v = ui.manager().get(running.iloc[0].run_id)
+            now = f" — now: {running.iloc[0].run} ({v.progress['fraction']:.0%})" if v else ""
+        if done < len(t):
+            st.progress(done / len(t), text=f"{done} of {len(t)} runs done{now}")
+        st.plotly_chart(chart(t, revision=key), key=f"chart_{key}")
+        st.dataframe(t.drop(columns=["run_id"]).style.format(
+            {c: "{:.3f}" for c in ("train_loss", "train_acc", "test_acc", "gap",
+                                   "fluctuation")}, na_rep="–"),
+            hide_index=True, width="stretch")
+        st.download_button("Table (CSV)", t.to_csv(index=False), f"bnviz-{key}.csv",
+                           "text/csv", key=f"csv_{key}")
+        if active and not t.status.isin(["queued", "running"]).any():
+            st.rerun()
+    panel()
+    return table

@@ -1,0 +1,91 @@
+"""Compare runs: overlay curves, seeds as bands, config differences highlighted."""
+import re
+
+import streamlit as st
+
+from bnviz import charts, compare, ui
+
+st.title("Compare runs")
+mgr = ui.manager()
+if mgr.store is None:
+    st.error("The run store is not available, so there is no library to compare from.")
+    st.stop()
+
+url_runs = st.query_params.get("runs", "")
+wanted = [r for r in url_runs.split(",") if re.fullmatch(r"[0-9a-f]{12}", r)]
+if url_runs and len(wanted) != len([r for r in url_runs.split(",") if r]):
+    st.warning("Some run ids in the link were not valid and were ignored.")
+
+with st.sidebar:
+    st.subheader("Library filters")
+    status = st.selectbox("Status", ["finished", "any", "stopped", "diverged", "failed",
+                                     "interrupted"])
+    norm = st.selectbox("Normalisation", ["any", "none", "bn", "bn_scratch", "layer", "group",
+                                          "instance"])
+library = mgr.store.list_runs(status=None if status == "any" else status, limit=300)
+if norm != "any":
+    library = [r for r in library if r["config"].get("norm") == norm]
+known = {r["run_id"]: r for r in library}
+for rid in wanted:
+    if rid not in known and (v := mgr.get(rid)) is not None:
+        known[rid] = {"run_id": rid, "config": v.config.to_dict(), "summary": v.summary,
+                      "status": v.status}
+missing = [r for r in wanted if r not in known]
+if missing:
+    st.warning("Not in this server's store: " + ", ".join(missing))
+
+
+def describe(rid):
+    r = known[rid]
+    c, s = r["config"], r.get("summary") or {}
+    acc = s.get("test_acc")
+    acc = f"test {acc:.3f}" if isinstance(acc, float) and acc == acc else r["status"]
+    sites = "".join(k[-1] if c.get(f"norm_{k}") else "·" for k in ("conv1", "conv2", "fc1",
+                                                                    "fc2"))
+    return (f"{rid[:6]} · {c.get('norm')}[{sites}] bs {c.get('batch_size')} lr {c.get('lr')} "
+            f"ep {c.get('epochs')} seed {c.get('seed')} · {acc}")
+
+
+if "compare_sel" not in st.session_state:
+    mine = st.session_state.get("run_id")
+    st.session_state.compare_sel = [r for r in wanted if r in known] or (
+        [mine] if mine in known else list(known)[:3])
+chosen = st.multiselect("Runs to compare", list(known), key="compare_sel",
+                        format_func=describe)
+st.query_params["runs"] = ",".join(chosen)
+if not chosen:
+    st.info("Pick runs above: train some in the Live lab first, or open a shared link.")
+    st.stop()
+
+views = [v for rid in chosen if (v := mgr.get(rid)) is not None]
+aggregate = st.toggle("Average repeated seeds of the same config (band: min–max)", True)
+st.caption("Share link: " + ui.page_url() + "?runs=" + ",".join(chosen))
+
+table = compare.metrics_table(views)
+diff_cols = [c for c in compare.differing_knobs(views) if c in table]
+st.dataframe(table.style.format({c: "{:.3f}" for c in ("train_loss", "train_acc", "test_acc",
+                                                       "gap", "fluctuation")}, na_rep="–")
+             .set_properties(subset=diff_cols, **{"background-color": "#fff3cd"}),
+             hide_index=True, width="stretch")
+st.caption("Highlighted columns: the settings in which these runs differ.")
+st.download_button("Table (CSV)", table.to_csv(index=False), "bnviz-compare.csv", "text/csv")
+
+c1, c2 = st.columns(2)
+c1.plotly_chart(charts.band_figure(compare.curves(views, "test_acc", aggregate),
+                                   "Test accuracy", "test accuracy", "cmp"))
+c2.plotly_chart(charts.band_figure(compare.curves(views, "train_acc", aggregate),
+                                   "Train accuracy (epoch so far)", "train accuracy", "cmp"))
+c3, c4 = st.columns(2)
+c3.plotly_chart(charts.lines_figure(compare.loss_curves(views), "epoch", "loss", "run",
+                                    "Training loss (smoothed)", "loss", "cmp"))
+gap = compare.curves(views, "train_acc", aggregate)
+test = compare.curves(views, "test_acc", aggregate)
+if not gap.empty:
+    gap = gap.merge(test, on=["group", "epoch"], suffixes=("_tr", "_te"))
+    gap = gap.assign(mean=gap.mean_tr - gap.mean_te, lo=gap.lo_tr - gap.hi_te,
+                     hi=gap.hi_tr - gap.lo_te, n=gap.n_tr)
+c4.plotly_chart(charts.band_figure(gap, "Train – test gap", "gap", "cmp"))
+stat = st.radio("Layer statistic", ["gamma", "beta", "running_mean", "running_var"],
+                horizontal=True)
+st.plotly_chart(charts.lines_figure(compare.affine_means(views, stat), "epoch", "value", "run",
+                                    f"Mean {stat} per layer", stat, "cmp", facet="layer"))

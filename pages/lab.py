@@ -1,0 +1,91 @@
+"""Live lab: pick a config, train it in the background, watch four live charts."""
+import streamlit as st
+
+from bnviz import ui
+from bnviz.config import KNOBS, SITES
+
+st.title("Live lab")
+warnings = ui.load_url_once("lab")
+if warnings:
+    st.warning("Some link parameters were ignored, defaults used instead:\n\n- "
+               + "\n- ".join(warnings))
+mgr = ui.manager()
+if mgr.store is None:
+    st.warning("The run store could not be opened, so runs are kept in memory only: "
+               + (mgr.last_store_error or "see the server log"))
+
+with st.sidebar:
+    st.subheader("Presets")
+    ui.preset_buttons()
+    st.subheader("Training")
+    for name in ("batch_size", "lr", "epochs", "seed"):
+        ui.knob_widget(name)
+    st.subheader("Where BN goes")
+    ui.knob_widget("norm")
+    st.caption("Normalise after these layers:")
+    cols = st.columns(2)
+    for i, site in enumerate(SITES):
+        ui.knob_widget(f"norm_{site}", cols[i % 2])
+    ui.knob_widget("norm_position")
+    ui.knob_widget("dropout_fc")
+    if st.session_state.get(ui.wkey("dropout_fc")):
+        ui.knob_widget("dropout_p")
+    shown = {"batch_size", "lr", "epochs", "seed", "norm", "norm_position", "dropout_fc",
+             "dropout_p", *(f"norm_{s}" for s in SITES)}
+    for group, title in (("bn", "BN details"), ("model", "Model"), ("eval", "Evaluation"),
+                         ("data", "Data"), ("training", "Device")):
+        with st.expander(title, expanded=group == "eval"):
+            for k in KNOBS:
+                if k.group == group and k.name not in shown:
+                    ui.knob_widget(k.name)
+
+cfg, problems = ui.controls_from_state()
+for p in problems:
+    st.error(p)
+
+run_id = st.session_state.get("run_id")
+view = mgr.get(run_id) if run_id else None
+if run_id and view is None and not st.session_state.get("autostarted"):
+    # A shared link to a run this server never had: run the experiment it describes.
+    st.session_state.autostarted = True
+    st.info(f"Run `{run_id}` from the link is not on this server; starting the same "
+            "experiment here.")
+    run_id = ui.submit(cfg)
+    view = mgr.get(run_id) if run_id else None
+
+c_train, c_stop, c_again, c_link = st.columns([1, 1, 1.4, 4])
+if c_train.button("▶ Train", type="primary", width="stretch",
+                  disabled=bool(problems)):
+    new = ui.submit(cfg)
+    if new:
+        v = mgr.get(new)
+        if v is not None and v.status == "finished" and new == run_id:
+            st.toast("This exact run already finished: shown below.")
+        run_id, view = new, v
+if c_stop.button("■ Stop", width="stretch", disabled=not (view and view.active)):
+    mgr.cancel(run_id, session=ui.session_id())
+    view = mgr.get(run_id)
+if view is not None and view.status == "finished" and view.config == cfg.replace(
+        device=view.config.device) and c_again.button("↻ Train again",
+                                                       width="stretch"):
+    run_id = ui.submit(cfg, reuse=False)
+    view = mgr.get(run_id) if run_id else view
+
+same = view is not None and view.config.config_id() == cfg.config_id() and \
+    view.config.seed == cfg.seed
+ui.sync_url(cfg, run_id if same else None)
+c_link.text_input("Share link", ui.share_link(cfg, run_id if same else None),
+                  help="Copy this link: it opens these controls and this run.")
+
+if view is None:
+    st.info("Choose a configuration on the left (or a preset) and press **Train**. "
+            "The defaults are d2l's LeNet-BN; on the bundled subset a run takes seconds.")
+else:
+    if not same:
+        diff = ui.config_diff(view.config, cfg)
+        st.caption("Showing the last run; the controls differ in "
+                   + ", ".join(f"**{k}** ({a} → {b})" for k, (a, b) in diff.items())
+                   + ". Press Train to run them.")
+    ui.live_run(view.run_id)
+    if not view.active:
+        ui.downloads(view)

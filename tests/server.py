@@ -1,0 +1,54 @@
+"""Start `streamlit run app.py` on a free loopback port for browser tests and screenshots."""
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--disable-quic"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, timeout: float = 60.0) -> None:
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                if r.read() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"streamlit did not become healthy at {url}")
+
+
+@contextlib.contextmanager
+def serve(db: Path, env: dict | None = None, port: int | None = None):
+    port = port or free_port()
+    e = {**os.environ, "BNVIZ_DB": str(db), **(env or {})}
+    p = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py",
+                          "--server.headless", "true", "--server.port", str(port),
+                          "--server.address", "127.0.0.1",
+                          "--browser.gatherUsageStats", "false"], cwd=ROOT, env=e,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url)
+        yield url, p
+    finally:
+        p.terminate()
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
