@@ -6,11 +6,40 @@ import streamlit as st
 
 st.set_page_config(page_title="bnviz — BatchNorm, live", page_icon=":material/insights:", layout="wide")
 
-PAGES = [
-    st.Page("pages/home.py", title="About bnviz", icon=":material/home:", url_path="about"),
-    st.Page("pages/lab.py", title="Live lab", icon=":material/science:", url_path="lab", default=True),
-    st.Page("pages/compare.py", title="Compare runs", icon=":material/stacked_line_chart:", url_path="compare"),
-    st.Page("pages/ablation.py", title="Which BN layers matter?", icon=":material/grid_view:",
-            url_path="ablation"),
-]
-st.navigation(PAGES).run()
+PAGES = {
+    "bnviz": [
+        st.Page("pages/home.py", title="About bnviz", icon=":material/home:", url_path="about"),
+        st.Page("pages/lab.py", title="Live lab", icon=":material/science:", url_path="lab",
+                default=True),
+        st.Page("pages/compare.py", title="Compare runs", icon=":material/stacked_line_chart:",
+                url_path="compare"),
+    ],
+    "Questions, answered by experiment": [
+        st.Page("pages/batch_size.py", title="Batch size (and batch size 1)",
+                icon=":material/filter_1:", url_path="batch-size"),
+        st.Page("pages/inside_bn.py", title="Inside a BN layer", icon=":material/layers:",
+                url_path="inside"),
+        st.Page("pages/fluctuation.py", title="Fluctuating test accuracy",
+                icon=":material/ssid_chart:", url_path="fluctuation"),
+        st.Page("pages/devices.py", title="BN on several GPUs", icon=":material/memory:",
+                url_path="devices"),
+        st.Page("pages/bias.py", title="Bias before BN", icon=":material/exposure_zero:",
+                url_path="bias"),
+        st.Page("pages/learning_rate.py", title="Learning rate", icon=":material/speed:",
+                url_path="learning-rate"),
+        st.Page("pages/ablation.py", title="Which BN layers matter?",
+                icon=":material/grid_view:", url_path="ablation"),
+        st.Page("pages/gamma_beta.py", title="gamma and beta", icon=":material/tune:",
+                url_path="gamma-beta"),
+    ],
+}
+# Our own menu: a `pages/` folder next to the entry point makes some Streamlit versions flash
+# their legacy file-name menu while a fragment polls, so the built-in one stays hidden.
+page = st.navigation(PAGES, position="hidden")
+with st.sidebar:
+    for section, pages in PAGES.items():
+        st.caption(section)
+        for p in pages:
+            st.page_link(p)
+    st.divider()
+page.run()

@@ -219,3 +219,54 @@ def lines_figure(df: pd.DataFrame, x: str, y: str, by: str, title: str, ytitle: 
         fig.update_xaxes(title=x, row=1, col=j)
     fig.update_yaxes(title=ytitle, row=1, col=1)
     return _layout(fig, title, revision, empty=df.empty)
+
+
+def sweep_figure(table: pd.DataFrame, x: str, by: str = "norm", log_x: bool = True,
+                 title: str = "", revision: str = "") -> go.Figure:
+    """Final test accuracy against a swept knob, one line per `by`; diverged runs as ✕ at 0."""
+    fig = go.Figure()
+    groups = table.groupby(by, sort=False) if by and by in table else [("", table)]
+    for i, (name, d) in enumerate(groups):
+        c = PALETTE[i % len(PALETTE)]
+        ok = d[d.status == "finished"].sort_values(x)
+        fig.add_scatter(x=ok[x], y=ok["test_acc"], mode="lines+markers", name=str(name),
+                        line=dict(color=c))
+        bad = d[d.status.isin(["diverged", "failed"])]
+        if not bad.empty:
+            fig.add_scatter(x=bad[x], y=[0.0] * len(bad), mode="markers",
+                            name=f"{name}: diverged/failed", marker=dict(symbol="x", size=12,
+                                                                         color=c),
+                            text=bad["status"], hovertemplate="%{x}: %{text}")
+    fig.update_xaxes(title=x, type="log" if log_x else "linear")
+    fig.update_yaxes(title="final test accuracy", range=[-0.03, 1])
+    return _layout(fig, title or f"Test accuracy vs {x}", revision, height=380,
+                   empty=table[table.status == "finished"].empty)
+
+
+def channel_stats_figure(means, vars_, whole_mean, whole_var, revision: str = "") -> go.Figure:
+    """Per-channel mean and variance on each device's slice vs the whole batch."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["mean per channel",
+                                                        "variance per channel"])
+    ch = np.arange(means.shape[1])
+    for d in range(means.shape[0]):
+        c = PALETTE[d % len(PALETTE)]
+        fig.add_bar(x=ch, y=means[d], name=f"device {d}", marker_color=c, legendgroup=str(d),
+                    row=1, col=1)
+        fig.add_bar(x=ch, y=vars_[d], name=f"device {d}", marker_color=c, legendgroup=str(d),
+                    showlegend=False, row=1, col=2)
+    for col, v in ((1, whole_mean), (2, whole_var)):
+        fig.add_scatter(x=ch, y=v, mode="markers", name="whole batch (SyncBatchNorm)",
+                        marker=dict(symbol="line-ew-open", size=22, color="black",
+                                    line=dict(width=3)), showlegend=col == 1, row=1, col=col)
+        fig.update_xaxes(title="channel", row=1, col=col)
+    fig.update_layout(barmode="group")
+    return _layout(fig, "What each device normalises with, for one real batch", revision,
+                   height=360)
+
+
+def histogram_figure(values: np.ndarray, title: str, xtitle: str, revision: str = "") -> go.Figure:
+    fig = go.Figure()
+    fig.add_histogram(x=np.asarray(values).ravel(), nbinsx=60, marker_color=COLORS["train"])
+    fig.update_xaxes(title=xtitle)
+    fig.update_yaxes(title="count")
+    return _layout(fig, title, revision, height=300)

@@ -5,6 +5,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -197,4 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    threads = os.environ.get("BNVIZ_TORCH_THREADS", "")
+    if threads.isdigit() and int(threads) > 0:
+        # One thread per process is far safer when several trainings share few cores:
+        # OpenMP threads spinning against each other slow every process down 10x or more.
+        import torch
+        torch.set_num_threads(int(threads))
     return args.func(args)

@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from . import charts, ui
+from .config import KNOBS
 from .experiments import GridPoint, result_row
 
 
@@ -26,8 +27,42 @@ def submit_grid(points: list[GridPoint], rerun: bool = False) -> None:
 
 
 def grid_table(points: list[GridPoint]) -> pd.DataFrame:
+    """One row per grid point, with the knobs the grid varies as columns."""
     mgr = ui.manager()
-    return pd.DataFrame([result_row(p.label, mgr.find(p.config)) for p in points])
+    varying = [k.name for k in KNOBS if len({getattr(p.config, k.name) for p in points}) > 1]
+    rows = []
+    for p in points:
+        row = result_row(p.label, mgr.find(p.config))
+        row.update({k: getattr(p.config, k) for k in varying})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def grid_controls(names: tuple[str, ...], page: str) -> tuple:
+    """URL-restored sidebar controls for a grid page; returns (base config, problems)."""
+    warnings = ui.load_url_once(page)
+    if warnings:
+        st.warning("Some link parameters were ignored:\n\n- " + "\n- ".join(warnings))
+    with st.sidebar:
+        st.subheader("Base configuration")
+        for name in names:
+            ui.knob_widget(name)
+    base, problems = ui.controls_from_state()
+    for p in problems:
+        st.error(p)
+    ui.sync_url(base, None)
+    return base, problems
+
+
+def run_buttons(points: list[GridPoint], base, label: str = "▶ Run the experiment") -> None:
+    c1, c2, c3 = st.columns([1.3, 1, 3])
+    if c1.button(label, type="primary", key=f"go_{label}"):
+        submit_grid(points)
+    if c2.button("↻ Run again", key=f"again_{label}",
+                 help="retrain even where an identical finished run is stored"):
+        submit_grid(points, rerun=True)
+    c3.text_input("Share link", ui.share_link(base, None), key=f"link_{label}",
+                  help="Opens this experiment and its stored results")
 
 
 def grid_panel(points: list[GridPoint], key: str, chart=charts.grid_bar_figure) -> pd.DataFrame:
