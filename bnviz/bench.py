@@ -174,9 +174,9 @@ def time_to_first_step(cfg: Config) -> dict:
     with tempfile.TemporaryDirectory(prefix="bnviz-bench-") as tmp:
         os.environ["BNVIZ_CACHE_DIR"] = tmp
         try:
-            data_mod._memo.clear()
+            data_mod.clear_caches()
             cold = once()
-            data_mod._memo.clear()
+            data_mod.clear_caches()
             npy = once()
             warm = once()
         finally:

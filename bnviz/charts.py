@@ -100,7 +100,7 @@ def fluctuation_figure(evals: pd.DataFrame, window: int = 5, revision: str = "")
     fig.update_xaxes(title="epoch")
     fig.update_yaxes(title="test accuracy", secondary_y=False)
     fig.update_yaxes(title="rolling std", secondary_y=True, rangemode="tozero",
-                     showgrid=False)
+                     showgrid=False, tickformat=".2f")
     return _layout(fig, "Test-accuracy fluctuation", revision, empty=evals.empty)
 
 

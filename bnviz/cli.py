@@ -141,7 +141,13 @@ def cmd_grid(args: argparse.Namespace) -> int:
     except StoreError as e:
         print(f"bnviz: {e}; results are not stored", file=sys.stderr)
         store = None
-    points = GRIDS[args.grid](base)
+    kw = {}
+    if args.values:
+        vals = [float(v) if args.grid == "lr" else int(v) for v in args.values.split(",")]
+        kw[{"batch_size": "sizes", "lr": "lrs", "devices": "ks", "bias": "seeds"}[args.grid]] = vals
+    if args.norms:
+        kw["norms"] = args.norms.split(",")
+    points = GRIDS[args.grid](base, **kw)
     table = run_grid(points, store, reuse=not args.again, out=Path(args.out) if args.out else None)
     print(table.drop(columns=["run_id"]).to_string(index=False, float_format="%.3f"))
     return 0
@@ -182,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
             g.set_defaults(grid="ablation")
         add_knob_flags(g)
         g.add_argument("--out", help="folder for results.csv")
+        if name == "sweep":
+            g.add_argument("--values", help="comma-separated values to sweep (batch sizes, "
+                                            "lrs, device counts or seeds)")
+            g.add_argument("--norms", help="comma-separated norm kinds (batch_size, lr)")
+        else:
+            g.set_defaults(values=None, norms=None)
         g.add_argument("--again", action="store_true", help="retrain runs already stored")
         g.add_argument("--no-store", action="store_true", help="do not use the run store")
         g.set_defaults(func=cmd_grid)

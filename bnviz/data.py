@@ -175,12 +175,29 @@ def _arrays(which: str) -> tuple[dict[str, np.ndarray], str, str]:
         return _memo[("subset",)], "subset", "bundled with bnviz"
 
 
+_tensors: dict[tuple, Dataset] = {}  # the last few float datasets, so a rerun starts at once
+
+
 def load(which: str = "auto", train_size: int = 0, device: str | torch.device = "cpu",
          seed: int = 0) -> Dataset:
     """Load Fashion-MNIST as float tensors on `device`.
 
     train_size > 0 keeps a random (seeded) class-mixed subset of the training images.
+    Datasets are read-only by contract: the trainer only indexes them, so they are shared.
     """
+    key = (which, train_size, seed if train_size else 0, str(device), find_full())
+    with _lock:
+        if key in _tensors:
+            return _tensors[key]
+    ds = _load(which, train_size, device, seed)
+    with _lock:
+        _tensors[key] = ds
+        while len(_tensors) > 3:
+            _tensors.pop(next(iter(_tensors)))
+    return ds
+
+
+def _load(which: str, train_size: int, device, seed: int) -> Dataset:
     arrays, source, origin = _arrays(which)
     tx, ty = arrays["train_x"], arrays["train_y"]
     if train_size and train_size < len(ty):
@@ -207,3 +224,10 @@ def resolve_source(which: str) -> str:
     if which == "auto":
         return "full" if find_full() else "subset"
     return which
+
+
+def clear_caches() -> None:
+    """Forget every decoded array and tensor held in memory (the .npy cache stays)."""
+    with _lock:
+        _memo.clear()
+        _tensors.clear()

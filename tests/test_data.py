@@ -22,9 +22,9 @@ def idx_dir(tmp_path, monkeypatch):
         write_idx(tmp_path / name, arrays[k])
     monkeypatch.setenv("BNVIZ_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("BNVIZ_CACHE_DIR", str(tmp_path / "cache"))
-    data._memo.clear()
+    data.clear_caches()
     yield tmp_path, arrays
-    data._memo.clear()
+    data.clear_caches()
 
 
 def test_loads_idx_files_from_env_dir_and_caches(idx_dir):
@@ -36,7 +36,7 @@ def test_loads_idx_files_from_env_dir_and_caches(idx_dir):
     assert ds.train_x.max() <= 1.0
     cached = list((path / "cache").rglob("*.npy"))
     assert len(cached) == 4
-    data._memo.clear()
+    data.clear_caches()
     again = data.load("full")  # from the decoded cache this time
     assert np.array_equal(again.train_y.numpy(), arrays["train_y"])
 
@@ -66,7 +66,7 @@ def test_missing_full_set_falls_back_or_names_where_it_looked(tmp_path, monkeypa
     monkeypatch.setenv("BNVIZ_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("BNVIZ_OFFLINE", "1")
     monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "no-debian")
-    data._memo.clear()
+    data.clear_caches()
     ds = data.load("auto")
     assert ds.source == "subset" and "subset" in ds.description
     with pytest.raises(data.DataError, match="dataset-fashion-mnist") as e:
