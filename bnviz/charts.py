@@ -47,8 +47,10 @@ def loss_figure(steps: pd.DataFrame, smoothing: float = 0.9, revision: str = "")
                         line=dict(color="rgba(31,119,180,0.3)", width=1))
         fig.add_scatter(x=s["epoch"], y=s["smooth"], name=f"smoothed ({smoothing:g})",
                         mode="lines", line=dict(color=COLORS["train"], width=2))
-    fig.add_hline(y=np.log(10), line=dict(dash="dot", color="grey"),
-                  annotation_text="chance (ln 10)", annotation_position="top right")
+    if not steps.empty:  # a plain trace: plotly shapes cost more to build on every refresh
+        fig.add_scatter(x=[steps["epoch"].iloc[0], steps["epoch"].iloc[-1]],
+                        y=[np.log(10)] * 2, mode="lines", name="chance (ln 10)",
+                        line=dict(dash="dot", color="grey", width=1), hoverinfo="skip")
     fig.update_xaxes(title="epoch")
     fig.update_yaxes(title="cross-entropy", rangemode="tozero")
     return _layout(fig, "Training loss", revision)

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 o=out/findings
-python3 -m bnviz train --epochs 10 --dataset full --compare-eval --eval-every 47 --out $o/fluctuation
+python3 -m bnviz train --epochs 10 --dataset full --compare-eval --out $o/fluctuation
 python3 -m bnviz ablation --epochs 10 --dataset full --out $o/ablation
 python3 -m bnviz sweep lr --epochs 2 --dataset full --values 0.1,1,3,10,30 --out $o/lr
 python3 -m bnviz sweep batch_size --epochs 1 --dataset full --values 4,16,64,256 --norms bn,group --out $o/batch_size
