@@ -33,13 +33,7 @@ PAGES = {
                 url_path="gamma-beta"),
     ],
 }
-# Our own menu: a `pages/` folder next to the entry point makes some Streamlit versions flash
-# their legacy file-name menu while a fragment polls, so the built-in one stays hidden.
-page = st.navigation(PAGES, position="hidden")
-with st.sidebar:
-    for section, pages in PAGES.items():
-        st.caption(section)
-        for p in pages:
-            st.page_link(p)
-    st.divider()
-page.run()
+# The menu sits on top: a `pages/` folder next to the entry point makes Streamlit show its
+# legacy file-name menu in the sidebar at times, so the sidebar one is switched off in
+# .streamlit/config.toml and the sidebar is left to each page's controls.
+st.navigation(PAGES, position="top").run()
