@@ -118,10 +118,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         for msg in e.errors:
             print(f"bnviz: {msg}", file=sys.stderr)
         return 2
-    listeners = [] if args.quiet else [ProgressBar()]
+    from .jobs import new_run_id
+    from .record import RunRecord
+    from .store import RunStore, StoreError
+    record = RunRecord(new_run_id(), cfg, session="cli")
+    listeners = [record] + ([] if args.quiet else [ProgressBar()])
     if args.out:
         listeners.append(RunFiles(Path(args.out), cfg))
     s = Trainer(cfg, listeners).run()
+    if not args.no_store:
+        try:
+            store = RunStore()
+            store.save(record.view())
+            print(f"bnviz: stored as run {record.run_id} in {store.path}", file=sys.stderr)
+        except StoreError as e:
+            print(f"bnviz: {e}; the run was not stored", file=sys.stderr)
     print(summary_line(s))
     return 0 if s["status"] == "finished" else 1
 
@@ -176,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_knob_flags(t)
     t.add_argument("--out", help="folder for config.json, metrics.csv, summary.json")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--no-store", action="store_true", help="do not keep the run in the store")
     t.set_defaults(func=cmd_train)
     sub.add_parser("presets", help="list presets").set_defaults(func=cmd_presets)
     from .experiments import GRIDS

@@ -1,8 +1,10 @@
 import csv
 import json
+import os
 import subprocess
 import sys
 
+from bnviz.store import RunStore
 from tests.conftest import ROOT
 
 
@@ -17,6 +19,9 @@ def test_train_writes_config_metrics_and_summary(tmp_path):
                 "--no-norm-fc2", "--out", str(tmp_path))
     assert r.returncode == 0, r.stderr
     assert "subset" in r.stderr and r.stdout.startswith("finished:")
+    run_id = r.stderr.split("stored as run ")[1].split()[0]
+    stored = RunStore(os.environ["BNVIZ_DB"]).load(run_id)
+    assert stored.status == "finished" and stored.config.batch_size == 50
     cfg = json.loads((tmp_path / "config.json").read_text())
     assert cfg["norm_fc2"] is False and cfg["batch_size"] == 50 and "config_id" in cfg
     s = json.loads((tmp_path / "summary.json").read_text())
