@@ -159,7 +159,8 @@ def cmd_grid(args: argparse.Namespace) -> int:
     if args.norms:
         kw["norms"] = args.norms.split(",")
     points = GRIDS[args.grid](base, **kw)
-    table = run_grid(points, store, reuse=not args.again, out=Path(args.out) if args.out else None)
+    table = run_grid(points, store, reuse=not args.again, jobs=args.jobs,
+                     out=Path(args.out) if args.out else None)
     print(table.drop(columns=["run_id"]).to_string(index=False, float_format="%.3f"))
     return 0
 
@@ -207,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             g.set_defaults(values=None, norms=None)
         g.add_argument("--again", action="store_true", help="retrain runs already stored")
+        g.add_argument("--jobs", type=int, default=1,
+                       help="train this many runs at once in separate processes")
         g.add_argument("--no-store", action="store_true", help="do not use the run store")
         g.set_defaults(func=cmd_grid)
     b = sub.add_parser("bench", help="training throughput: bnviz vs a d2l-style loop vs a "

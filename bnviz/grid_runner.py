@@ -14,24 +14,48 @@ from .store import RunStore
 from .trainer import Trainer
 
 
+def _init_worker(threads: int) -> None:
+    import torch
+    torch.set_num_threads(threads)
+
+
+def _train(cfg) -> object:
+    rec = RunRecord(new_run_id(), cfg, session="cli")
+    Trainer(cfg, [rec]).run()
+    return rec.view()
+
+
 def run_grid(points: list[GridPoint], store: RunStore | None, reuse: bool = True,
-             out: Path | None = None, log=sys.stderr) -> pd.DataFrame:
-    rows = []
-    for i, p in enumerate(points, 1):
-        view = None
-        if reuse and store is not None:
+             out: Path | None = None, log=sys.stderr, jobs: int = 1) -> pd.DataFrame:
+    """Train (or reuse) every point. jobs > 1 trains that many runs at once in separate
+    processes, each with cores/jobs torch threads, so they never fight over a core."""
+    stored: dict[int, object] = {}
+    if reuse and store is not None:
+        for i, p in enumerate(points):
             found = store.find_finished(p.config.config_id(), p.config.seed,
                                         data_mod.resolve_source(p.config.dataset))
-            view = store.load(found) if found else None
+            if found:
+                stored[i] = store.load(found)
+    todo = [i for i in range(len(points)) if i not in stored]
+    if jobs > 1 and len(todo) > 1:
+        import multiprocessing
+        import os
+        from concurrent.futures import ProcessPoolExecutor
+        threads = max(1, (os.cpu_count() or 2) // jobs)
+        with ProcessPoolExecutor(jobs, multiprocessing.get_context("spawn"),
+                                 initializer=_init_worker, initargs=(threads,)) as pool:
+            trained = dict(zip(todo, pool.map(_train, [points[i].config for i in todo])))
+    else:
+        trained = {i: _train(points[i].config) for i in todo}
+    rows = []
+    for i, p in enumerate(points, 1):
+        view = stored.get(i - 1)
+        how = "reused from the run store"
         if view is None:
-            rec = RunRecord(new_run_id(), p.config, session="cli")
-            Trainer(p.config, [rec]).run()
-            view = rec.view()
+            view = trained[i - 1]
+            how = "trained"
             if store is not None:
                 store.save(view)
-            how = "trained"
-        else:
-            how = "reused from the run store"
         row = result_row(p.label, view)
         rows.append(row)
         print(f"[{i}/{len(points)}] {p.label}: {view.status}, test acc {row['test_acc']:.3f}, "

@@ -40,3 +40,17 @@ def test_result_row_reads_a_real_run(tiny):
     assert row["status"] == "finished" and row["gap"] == row["train_acc"] - row["test_acc"]
     assert row["fluctuation"] >= 0
     assert result_row("later", None)["status"] == "not run"
+
+
+def test_grid_in_two_processes_trains_every_point(tmp_path, tiny):
+    from bnviz.experiments import GridPoint
+    from bnviz.grid_runner import run_grid
+    from bnviz.store import RunStore
+    store = RunStore(tmp_path / "db")
+    points = [GridPoint(f"seed {s}", make_config(**tiny, seed=s)) for s in (1, 2)]
+    table = run_grid(points, store, jobs=2, out=tmp_path / "out")
+    assert list(table.status) == ["finished", "finished"]
+    assert (tmp_path / "out" / "results.csv").is_file()
+    assert table.test_acc.notna().all() and len(store.list_runs()) == 2
+    again = run_grid(points, store, jobs=2)  # now reused from the store: nothing retrained
+    assert list(again.run_id) == list(table.run_id)
