@@ -38,6 +38,16 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return make_config(args.preset, **given)
 
 
+def config_or_none(args: argparse.Namespace) -> Config | None:
+    """The config the flags describe, or None after printing one line per bad flag."""
+    try:
+        return config_from_args(args)
+    except ConfigError as e:
+        for msg in e.errors:
+            print(f"bnviz: {msg}", file=sys.stderr)
+        return None
+
+
 class ProgressBar:
     """A one-line terminal progress bar; a listener like any other."""
 
@@ -112,11 +122,8 @@ def summary_line(s: dict) -> str:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .trainer import Trainer  # torch import only when training
-    try:
-        cfg = config_from_args(args)
-    except ConfigError as e:
-        for msg in e.errors:
-            print(f"bnviz: {msg}", file=sys.stderr)
+    cfg = config_or_none(args)
+    if cfg is None:
         return 2
     from .jobs import new_run_id
     from .record import RunRecord
@@ -141,11 +148,8 @@ def cmd_grid(args: argparse.Namespace) -> int:
     from .experiments import GRIDS
     from .grid_runner import run_grid
     from .store import RunStore, StoreError
-    try:
-        base = config_from_args(args)
-    except ConfigError as e:
-        for msg in e.errors:
-            print(f"bnviz: {msg}", file=sys.stderr)
+    base = config_or_none(args)
+    if base is None:
         return 2
     try:
         store = None if args.no_store else RunStore()
