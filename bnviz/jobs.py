@@ -1,75 +1,66 @@
-"""Background training: a bounded pool of worker threads fed by a fair queue.
+"""Background training: a bounded pool of worker threads fed by a queue that is fair between
+sessions.
 
 Workers never touch any UI. Each job is a RunRecord (a thread-safe listener); pages read it
-through `view()`. The manager is shared by every browser session of a server.
+through `view()`, a frozen copy, so no page can change another session's run. The manager is
+shared by every browser session of a server and implements `runner.Runner`.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
-from collections import deque
-from dataclasses import dataclass
+from typing import Callable, Iterable
 
 from . import data as data_mod
 from .config import Config, validate
+from .fair_queue import FairQueue
+from .limits import JobRefused, Limits
 from .record import ACTIVE, RunRecord, RunView
 from .store import RunStore, StoreError
 from .trainer import Trainer
 
-
-class JobRefused(Exception):
-    """A run was not started; the message says why in plain words."""
-
-
-@dataclass
-class Limits:
-    """Caps for a shared server (all 0 = unlimited)."""
-    per_session: int = 1  # active (queued or running) runs per browser session
-    max_queue: int = 32
-    max_epochs: int = 0
-    max_train_size: int = 0  # 0 = any; else the full set is refused above this
-    max_work: int = 0  # epochs × training examples, the cost of a run
-    keep_finished_s: float = 3600.0  # finished runs leave memory after this (the store keeps them)
-
-    def check(self, cfg: Config, n_train: int) -> list[str]:
-        errs = []
-        if self.max_epochs and cfg.epochs > self.max_epochs:
-            errs.append(f"epochs is capped at {self.max_epochs} on this server "
-                        f"(asked for {cfg.epochs})")
-        n = cfg.train_size or n_train
-        if self.max_train_size and n > self.max_train_size:
-            errs.append(f"train-set size is capped at {self.max_train_size:,} on this server "
-                        f"(asked for {n:,}); set train_size")
-        if self.max_work and n * cfg.epochs > self.max_work:
-            errs.append(f"epochs × training examples is capped at {self.max_work:,} on this "
-                        f"server (asked for {n * cfg.epochs:,})")
-        return errs
+log = logging.getLogger("bnviz.jobs")
 
 
 def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
+def _lane(rec: RunRecord) -> str:
+    return rec.session or rec.run_id  # runs without a session (CLI, tests) queue on their own
+
+
 class JobManager:
+    """`observers` see every event of every run (logging, metrics); one that raises fails
+    that run, never the worker."""
+
     def __init__(self, workers: int = 1, store: RunStore | None = None,
-                 limits: Limits | None = None, torch_threads: int | None = None):
+                 limits: Limits | None = None, torch_threads: int | None = None,
+                 observers: Iterable[Callable] = ()):
         if torch_threads:
             import torch
             torch.set_num_threads(torch_threads)
         self.store = store
         self.limits = limits or Limits()
+        self.observers = list(observers)
+        self.last_store_error = ""  # set while the store fails; pages show it
+        self._unsaved: dict[str, RunRecord] = {}
         self._jobs: dict[str, RunRecord] = {}
-        self._queue: deque[RunRecord] = deque()
+        self._queue: FairQueue[RunRecord] = FairQueue(_lane)
         self._cv = threading.Condition()
         self._closed = False
-        self.interrupted_on_start = store.mark_interrupted() if store else 0
-        self._threads = [threading.Thread(target=self._work, name=f"bnviz-worker-{i}",
-                                          daemon=True) for i in range(workers)]
-        for t in self._threads:
-            t.start()
+        self._last_sweep = time.time()
+        self.expired = 0  # ended runs dropped from memory so far
+        self.interrupted_on_start = (self._safe(store.mark_interrupted) or 0) if store else 0
+        if self.limits.max_workers:
+            workers = min(workers, self.limits.max_workers)
+        self._threads: list[threading.Thread] = []
+        with self._cv:
+            self._threads += [self._spawn(i) for i in range(workers)]
 
-    # -- for pages -----------------------------------------------------------------------
+    # -- for pages (the Runner interface) --------------------------------------------------
     def submit(self, cfg: Config, session: str = "", reuse: bool = True, group: str = "") -> str:
         """Queue a run and return its id, or the id of a finished identical run (reuse).
         Runs of one `group` (a grid) count as one active run of their session."""
@@ -83,25 +74,38 @@ class JobManager:
                 cfg.config_id(), cfg.seed, data_mod.resolve_source(cfg.dataset)))
             if found:
                 return found
+        lim = self.limits
         with self._cv:
+            self._sweep()
             if self._closed:
                 raise JobRefused("the server is shutting down")
             mine = {r.group or r.run_id for r in self._jobs.values()
                     if r.session == session and r.status in ACTIVE}
-            if session and len(mine - {group} if group else mine) >= self.limits.per_session:
+            if session and len(mine - {group} if group else mine) >= lim.per_session:
                 raise JobRefused(f"you already have {len(mine)} run(s) going "
-                                 f"(limit {self.limits.per_session}); stop it or wait")
-            if self.limits.max_queue and len(self._queue) >= self.limits.max_queue:
-                raise JobRefused(f"the queue is full ({len(self._queue)} runs waiting); "
-                                 "try again in a minute")
+                                 f"(limit {lim.per_session}); stop it or wait")
+            if session and lim.per_session_queued and \
+                    self._queue.count(session) >= lim.per_session_queued:
+                raise JobRefused(f"you already have {lim.per_session_queued} runs waiting "
+                                 f"(limit {lim.per_session_queued} per visitor)")
+            if lim.max_queue and len(self._queue) >= lim.max_queue:
+                raise JobRefused(f"the queue is full ({len(self._queue)} runs waiting, "
+                                 f"limit {lim.max_queue}); try again in a minute")
             rec = RunRecord(new_run_id(), cfg, session)
             rec.group = group
             self._jobs[rec.run_id] = rec
-            self._queue.append(rec)
+            self._queue.push(rec)
             self._reposition()
             self._cv.notify()
         self._persist(rec)
         return rec.run_id
+
+    def owns(self, run_id: str, session: str) -> bool:
+        """Whether `session` started this run (and may stop it). Stored runs belong to no
+        live session once they have left memory."""
+        with self._cv:
+            rec = self._jobs.get(run_id)
+            return rec is not None and bool(session) and rec.session == session
 
     def cancel(self, run_id: str, session: str | None = None) -> bool:
         """Stop a queued or running run. With `session`, only that session's own runs."""
@@ -110,13 +114,11 @@ class JobManager:
             if rec is None or (session is not None and rec.session != session):
                 return False
             rec.stop.set()
-            if rec in self._queue:
+            queued = rec in self._queue
+            if queued:
                 self._queue.remove(rec)
                 self._reposition()
                 rec.set_status("stopped", "stopped before it started")
-                queued = True
-            else:
-                queued = False
         if queued:
             self._persist(rec)
         return True
@@ -154,9 +156,11 @@ class JobManager:
 
     def stats(self) -> dict[str, int]:
         with self._cv:
+            self._sweep()
             running = sum(r.status == "running" for r in self._jobs.values())
             return dict(queued=len(self._queue), running=running, in_memory=len(self._jobs),
-                        workers=sum(t.is_alive() for t in self._threads))
+                        workers=sum(t.is_alive() for t in self._threads),
+                        expired=self.expired)
 
     def shutdown(self, timeout: float = 10.0) -> None:
         with self._cv:
@@ -164,10 +168,16 @@ class JobManager:
             for r in self._jobs.values():
                 r.stop.set()
             self._cv.notify_all()
-        for t in self._threads:
+            threads = list(self._threads)
+        for t in threads:
             t.join(timeout)
 
     # -- inside -------------------------------------------------------------------------
+    def _spawn(self, i: int) -> threading.Thread:
+        t = threading.Thread(target=self._work, name=f"bnviz-worker-{i}", daemon=True)
+        t.start()
+        return t
+
     def _reposition(self) -> None:
         for i, r in enumerate(self._queue):
             with r.lock:
@@ -176,39 +186,63 @@ class JobManager:
 
     def _next(self) -> RunRecord | None:
         with self._cv:
-            while not self._queue and not self._closed:
+            while not len(self._queue) and not self._closed:
                 self._cv.wait(timeout=5.0)
-                self._expire()
+                self._sweep()
             if self._closed:
                 return None
-            rec = self._queue.popleft()
+            self._sweep()
+            rec = self._queue.pop()
             rec.position = 0
             self._reposition()
             return rec
 
-    def _expire(self) -> None:
-        """Drop finished runs from memory after a while (the store still has them)."""
-        keep = self.limits.keep_finished_s
+    def _sweep(self) -> None:
+        """Drop ended runs from memory once they are older than `keep_finished_s` (the store
+        keeps them). Called under the lock from submit, stats and the workers, at most every
+        `expire_every_s`, so it runs whether the queue is idle or busy."""
         now = time.time()
+        if now - self._last_sweep < self.limits.expire_every_s:
+            return
+        self._last_sweep = now
+        keep = self.limits.keep_finished_s
         for run_id, r in list(self._jobs.items()):
-            if r.status not in ACTIVE and r.ended and now - r.ended > keep:
+            if r.status not in ACTIVE and r.ended and now - r.ended >= keep \
+                    and run_id not in self._unsaved:
                 del self._jobs[run_id]
+                self.expired += 1
 
     def _work(self) -> None:
-        while True:
-            rec = self._next()
-            if rec is None:
-                return
-            try:
-                listeners = [rec]
-                if self.store is not None:
-                    listeners.append(self._on_start(rec))
-                Trainer(rec.config, listeners, stop=rec.stop).run()
-            except Exception as e:  # noqa: BLE001 - the worker lives on, the run is failed
-                rec.set_status("failed", f"the worker crashed: {type(e).__name__}: {e}")
-            if rec.status in ACTIVE:  # no RunEnded reached the record
-                rec.set_status("failed", "the run ended without a result")
-            self._persist(rec)
+        rec = None
+        try:
+            while (rec := self._next()) is not None:
+                self._run(rec)
+            return
+        except BaseException as e:  # noqa: BLE001 - SystemExit from a library, a bug here
+            log.exception("bnviz worker thread died")
+            if rec is not None and rec.status in ACTIVE:
+                rec.set_status("failed", f"the worker running it died: {type(e).__name__}: {e}")
+                try:
+                    self._persist(rec)
+                except Exception:  # noqa: BLE001 - the replacement matters more
+                    pass
+        with self._cv:  # keep the pool at its size: a replacement takes the slot
+            me = threading.current_thread()
+            if not self._closed and me in self._threads:
+                i = self._threads.index(me)
+                self._threads[i] = self._spawn(i)
+
+    def _run(self, rec: RunRecord) -> None:
+        try:
+            listeners = [rec, *self.observers]
+            if self.store is not None:
+                listeners.append(self._on_start(rec))
+            Trainer(rec.config, listeners, stop=rec.stop).run()
+        except Exception as e:  # noqa: BLE001 - the worker lives on, the run is failed
+            rec.set_status("failed", f"the worker crashed: {type(e).__name__}: {e}")
+        if rec.status in ACTIVE:  # no RunEnded reached the record
+            rec.set_status("failed", "the run ended without a result")
+        self._persist(rec)
 
     def _on_start(self, rec: RunRecord):
         def listener(e):
@@ -216,15 +250,28 @@ class JobManager:
                 self._persist(rec)
         return listener
 
-    def _persist(self, rec: RunRecord) -> None:
-        if self.store is not None:
-            self._safe(lambda: self.store.save(rec.view()))
+    def _persist(self, rec: RunRecord | None = None) -> None:
+        """Save a run; when the store is locked or gone, keep it as unsaved and save it (and
+        every other unsaved run) with the next save that works, so no run is lost."""
+        if self.store is None:
+            return
+        pending = [rec] if rec is not None else []
+        pending += [r for r in list(self._unsaved.values()) if r is not rec]
+        for r in pending:
+            try:
+                self.store.save(r.view())
+            except StoreError as e:
+                self._unsaved[r.run_id] = r
+                self.last_store_error = str(e)
+                log.warning("run store: %s", e)
+                return
+            self._unsaved.pop(r.run_id, None)
+        self.last_store_error = ""
 
     def _safe(self, fn):
         try:
             return fn()
         except StoreError as e:
             self.last_store_error = str(e)
+            log.warning("run store: %s", e)
             return None
-
-    last_store_error: str = ""

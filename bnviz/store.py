@@ -115,8 +115,9 @@ def _json(v: Any) -> str:
 class RunStore:
     """One connection per thread; SQLite's WAL lets many readers run beside one writer."""
 
-    def __init__(self, path: Path | str | None = None):
+    def __init__(self, path: Path | str | None = None, timeout: float = 15.0):
         self.path = Path(path) if path else default_path()
+        self.timeout = timeout  # seconds a write waits for another program's lock
         self._local = threading.local()
         self._write_lock = threading.Lock()
         try:
@@ -139,7 +140,7 @@ class RunStore:
     def _conn(self) -> sqlite3.Connection:
         c = getattr(self._local, "conn", None)
         if c is None:
-            c = sqlite3.connect(self.path, timeout=15, isolation_level=None,
+            c = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
                                 check_same_thread=False)
             c.execute("PRAGMA journal_mode=WAL")
             c.execute("PRAGMA synchronous=NORMAL")

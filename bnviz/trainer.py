@@ -20,6 +20,9 @@ Listener = Callable[[object], None]
 # A loss this far above chance (ln 10 ≈ 2.3) means the run has blown up even if it is finite:
 # with sigmoids and BN a huge lr gives losses of 1e5 that never become NaN.
 DIVERGED_LOSS = 20 * math.log(10)
+# How allocators say "no memory": CUDA ("CUDA out of memory"), MPS, and the CPU allocator
+# ("DefaultCPUAllocator: can't allocate memory"), which never says "out of memory".
+OOM_MESSAGES = ("out of memory", "can't allocate memory", "not enough memory")
 FLUSH_SECONDS = 0.25  # how often per-step metrics leave the device (one host sync each)
 
 BATCH_OF_ONE = (
@@ -101,7 +104,7 @@ class Trainer:
                 status, reason = "failed", f"{type(e).__name__}: {e}"
         except (RuntimeError, data_mod.DataError, MemoryError) as e:
             msg = str(e)
-            if isinstance(e, MemoryError) or "out of memory" in msg.lower():
+            if isinstance(e, MemoryError) or any(s in msg.lower() for s in OOM_MESSAGES):
                 msg = ("ran out of memory — try a smaller batch size or train-set size "
                        f"({msg.splitlines()[0] if msg else 'MemoryError'})")
             status, reason = "failed", msg

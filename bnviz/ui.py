@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import uuid
 
@@ -13,8 +12,7 @@ import streamlit as st
 
 from . import charts, reading
 from .config import KNOB, KNOBS, PRESET_HELP, PRESETS, Config, from_query, parse_config, to_query
-from .jobs import JobManager, JobRefused, Limits
-from .store import RunStore, StoreError
+from .runner import JobRefused, Runner, runner_from_env
 
 LABELS = {
     "dataset": "Dataset", "train_size": "Train-set size (0 = all)", "batch_size": "Batch size",
@@ -50,20 +48,15 @@ BATCH_HELP = ("A minibatch is the set of examples one SGD step uses; batch size 
 RUN_ID = re.compile(r"^[0-9a-f]{12}$")
 
 
-@st.cache_resource
-def manager() -> JobManager:
-    """One job manager per server process, shared by every browser session."""
-    hosted = os.environ.get("BNVIZ_HOSTED") == "1"
-    limits = (Limits(per_session=1, max_queue=20, max_epochs=10, max_train_size=60000,
-                     max_work=200_000, keep_finished_s=900) if hosted else Limits())
-    try:
-        store = RunStore()
-    except StoreError as e:
-        st.session_state["store_error"] = str(e)
-        store = None
-    threads = int(os.environ.get("BNVIZ_TORCH_THREADS", "0")) or None
-    return JobManager(workers=int(os.environ.get("BNVIZ_WORKERS", "1")), store=store,
-                      limits=limits, torch_threads=threads)
+def _release(runner: Runner) -> None:
+    runner.shutdown(timeout=5.0)  # clearing the cache must not leave worker threads behind
+
+
+@st.cache_resource(on_release=_release)
+def manager() -> Runner:
+    """One runner per server process, shared by every browser session (see runner.py for
+    the environment variables, BNVIZ_HOSTED among them)."""
+    return runner_from_env()
 
 
 def session_id() -> str:
@@ -167,8 +160,10 @@ STATUS_ICON = {"queued": "⏳", "running": "🏃", "finished": "✅", "stopped":
 
 def status_line(v) -> None:
     icon = STATUS_ICON.get(v.status, "")
-    if v.status == "queued":
+    if v.status == "queued" and v.position:
         st.info(f"{icon} Queued at position {v.position} — it starts when a worker is free.")
+    elif v.status == "queued":  # a worker took it and is loading the data
+        st.info(f"{icon} Starting…")
     elif v.status == "running":
         p = v.progress
         eta = "" if math.isnan(p["eta"]) else f", ETA {p['eta']:.0f} s"

@@ -13,6 +13,9 @@ mgr = ui.manager()
 if mgr.store is None:
     st.warning("The run store could not be opened, so runs are kept in memory only: "
                + (mgr.last_store_error or "see the server log"))
+elif mgr.last_store_error:  # e.g. locked by a backup; runs are saved once it answers again
+    st.warning("The run store is not answering; runs go on and are saved when it does: "
+               + mgr.last_store_error)
 
 with st.sidebar:
     st.subheader("Presets")
@@ -62,7 +65,11 @@ if c_train.button("▶ Train", type="primary", width="stretch",
         if v is not None and v.status == "finished" and new == run_id:
             st.toast("This exact run already finished: shown below.")
         run_id, view = new, v
-if c_stop.button("■ Stop", width="stretch", disabled=not (view and view.active)):
+# A shared link can point at a stranger's live run: it is shown, but only its owner may stop it.
+watching = view is not None and view.active and not mgr.owns(view.run_id, ui.session_id())
+if c_stop.button("■ Stop", width="stretch", disabled=not (view and view.active) or watching,
+                 help="Someone else started this run: you can watch it, not stop it."
+                 if watching else None):
     mgr.cancel(run_id, session=ui.session_id())
     view = mgr.get(run_id)
 if view is not None and view.status == "finished" and view.config == cfg.replace(
@@ -86,6 +93,9 @@ else:
         st.caption("Showing the last run; the controls differ in "
                    + ", ".join(f"**{k}** ({a} → {b})" for k, (a, b) in diff.items())
                    + ". Press Train to run them.")
+    if watching:
+        st.caption("👀 This run was started in another browser session; you are watching it "
+                   "read-only.")
     ui.live_run(view.run_id)
     if not view.active:
         ui.downloads(view)

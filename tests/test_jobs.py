@@ -18,6 +18,14 @@ def wait_for(mgr, run_id, statuses=("finished", "stopped", "failed", "diverged")
     raise AssertionError(f"{run_id} still {mgr.get(run_id).status}")
 
 
+def wait_stored(mgr, run_id, status, timeout=10):
+    t0 = time.time()
+    while (v := mgr.store.load(run_id)) is None or v.status != status:
+        assert time.time() - t0 < timeout, f"{run_id} is {v and v.status} in the store"
+        time.sleep(0.02)
+    return v
+
+
 @pytest.fixture
 def mgr(tmp_path):
     m = JobManager(workers=1, store=RunStore(tmp_path / "db"), limits=Limits(per_session=1))
@@ -30,8 +38,8 @@ def test_run_goes_through_and_lands_in_the_store(mgr, tiny):
     run_id = mgr.submit(make_config(**tiny), session="a")
     v = wait_for(mgr, run_id)
     assert v.status == "finished" and len(v.steps) == 8
-    stored = mgr.store.load(run_id)
-    assert stored.status == "finished" and len(stored.steps) == 8
+    stored = wait_stored(mgr, run_id, "finished")  # the store follows memory by one save
+    assert len(stored.steps) == 8
 
 
 def test_queue_positions_and_one_active_run_per_session(mgr, tiny):
@@ -100,3 +108,124 @@ def test_shutdown_ends_every_thread(tiny):
     m.shutdown()
     assert not any(t.is_alive() for t in m._threads)
     assert threading.active_count() <= before - 2
+
+
+# -- hosting: fairness, ownership, expiry, faults ------------------------------------------
+def test_queue_is_fair_between_sessions(tiny):
+    m = JobManager(workers=0, limits=Limits(per_session=1))  # no worker: the queue stands still
+    try:
+        cfg = make_config(**tiny)
+        grid = [m.submit(cfg.replace(seed=s), session="a", group="g") for s in range(5)]
+        b = m.submit(cfg, session="b")
+        c = m.submit(cfg, session="c")
+        assert [m.get(r).position for r in grid] == [1, 4, 5, 6, 7]
+        assert m.get(b).position == 2 and m.get(c).position == 3
+    finally:
+        m.shutdown()
+
+
+def test_only_the_owner_may_stop_a_run(tiny):
+    m = JobManager(workers=0)
+    try:
+        run = m.submit(make_config(**tiny), session="alice")
+        assert m.owns(run, "alice") and not m.owns(run, "bob") and not m.owns(run, "")
+        assert not m.cancel(run, session="bob") and m.get(run).status == "queued"
+        assert m.cancel(run, session="alice") and m.get(run).status == "stopped"
+    finally:
+        m.shutdown()
+
+
+def test_ended_runs_expire_while_the_queue_is_busy(tmp_path, tiny):
+    m = JobManager(workers=1, store=RunStore(tmp_path / "db"),
+                   limits=Limits(per_session=1, keep_finished_s=0, expire_every_s=0))
+    try:
+        done = m.submit(make_config(**tiny), session="a")
+        wait_for(m, done)
+        busy = m.submit(make_config(**{**tiny, "epochs": 200}), session="b")
+        wait_for(m, busy, ("running",))
+        m.submit(make_config(**tiny, seed=3), session="c")  # waits behind the busy worker
+        assert m.stats()["in_memory"] == 2 and m.stats()["expired"] == 1
+        assert m.get(done).status == "finished"  # from the store now
+    finally:
+        m.shutdown()
+
+
+def test_memory_stays_flat_over_start_stop_cycles(tmp_path, tiny):
+    from tests.server import rss_mb
+    m = JobManager(workers=1, store=RunStore(tmp_path / "db"),
+                   limits=Limits(keep_finished_s=0, expire_every_s=0))
+    cfg = make_config(**{**tiny, "train_size": 256})
+
+    def cycles(seeds):
+        for s in seeds:
+            run = m.submit(cfg.replace(seed=s), session="s", reuse=False)
+            if s % 4 == 0:  # every fourth is stopped mid-run rather than in the queue
+                wait_for(m, run, ("running", "finished"))
+            m.cancel(run, session="s")
+            wait_for(m, run)
+    try:
+        cycles(range(10))
+        before = rss_mb()
+        cycles(range(10, 70))
+        assert m.stats()["in_memory"] <= 1 and m.stats()["expired"] >= 69
+        assert rss_mb() - before < 150, "memory grows with every run"
+        assert len(m.store.list_runs(limit=1000)) == 70
+    finally:
+        m.shutdown()
+
+
+def test_a_listener_that_raises_fails_only_its_run(tmp_path, tiny):
+    def broken(e):
+        if e.kind == "step" and e.iteration == 2 and broken.armed:
+            broken.armed = False
+            raise RuntimeError("chart exporter broke")
+    broken.armed = True
+    m = JobManager(workers=1, store=RunStore(tmp_path / "db"), observers=[broken])
+    try:
+        worker = m._threads[0]
+        bad = m.submit(make_config(**tiny), session="a")
+        v = wait_for(m, bad)
+        assert v.status == "failed" and "chart exporter broke" in v.reason
+        ok = m.submit(make_config(**tiny, seed=1), session="a")
+        assert wait_for(m, ok).status == "finished" and m._threads[0] is worker
+    finally:
+        m.shutdown()
+
+
+def test_a_worker_thread_that_dies_fails_its_run_and_is_replaced(tmp_path, tiny):
+    def fatal(e):  # SystemExit passes every `except Exception` and ends the thread
+        if e.kind == "step" and fatal.armed:
+            fatal.armed = False
+            raise SystemExit("simulated death of the worker thread")
+    fatal.armed = True
+    m = JobManager(workers=1, store=RunStore(tmp_path / "db"), observers=[fatal])
+    try:
+        dead = m._threads[0]
+        run = m.submit(make_config(**tiny), session="a")
+        v = wait_for(m, run)
+        assert v.status == "failed" and "worker running it died" in v.reason
+        wait_stored(m, run, "failed")
+        dead.join(5)
+        assert not dead.is_alive() and m.stats()["workers"] == 1
+        again = m.submit(make_config(**tiny, seed=1), session="a")  # the slot is free
+        assert wait_for(m, again).status == "finished"
+    finally:
+        m.shutdown()
+    assert not any(t.is_alive() for t in m._threads)
+
+
+def test_a_locked_store_delays_saving_but_loses_nothing(tmp_path, tiny):
+    import sqlite3
+    m = JobManager(workers=1, store=RunStore(tmp_path / "db", timeout=0.2))
+    backup = sqlite3.connect(tmp_path / "db", isolation_level=None)
+    try:
+        backup.execute("BEGIN EXCLUSIVE")  # another program holds the database
+        run = m.submit(make_config(**tiny), session="a")
+        assert wait_for(m, run).status == "finished"  # training does not wait for the store
+        assert "locked" in m.last_store_error
+        backup.execute("ROLLBACK")
+        m.submit(make_config(**tiny, seed=1), session="b")  # the next save catches up
+        assert wait_stored(m, run, "finished") and m.last_store_error == ""
+    finally:
+        backup.close()
+        m.shutdown()

@@ -1,0 +1,90 @@
+"""What the pages need from whatever trains the runs, and how a server picks its runner.
+
+`JobManager` (threads in the web server's process) is the one runner shipped. A runner that
+trains on other machines — Ray actors, Celery workers fed through Redis — implements the same
+six calls and the pages stay as they are; see "Deploying" in the README for the contract.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Mapping, Protocol, runtime_checkable
+
+from .config import Config
+from .jobs import JobManager, JobRefused, Limits
+from .record import RunView
+from .store import RunStore, StoreError
+
+__all__ = ["Runner", "JobRefused", "runner_from_env"]
+log = logging.getLogger("bnviz.runner")
+
+
+@runtime_checkable
+class Runner(Protocol):
+    """The contract (tests/test_runner.py checks it against JobManager and a fake):
+
+    - `submit` validates, applies the server's limits and returns a run id at once; it raises
+      JobRefused with the limit named, never anything else. A finished run of the same config
+      and seed may be returned instead when `reuse`.
+    - `get` returns a frozen RunView (live while active, else from the store) or None.
+    - `cancel` with a session stops only that session's runs; it returns whether it did.
+    - `owns` says whether a session may stop a run; every other session sees it read-only.
+    - `stats` has at least queued, running, in_memory and workers.
+    - `shutdown` stops every run and leaves no thread behind; later submits are refused.
+    """
+    store: RunStore | None
+    last_store_error: str
+
+    def submit(self, cfg: Config, session: str = "", reuse: bool = True,
+               group: str = "") -> str: ...
+
+    def cancel(self, run_id: str, session: str | None = None) -> bool: ...
+
+    def get(self, run_id: str) -> RunView | None: ...
+
+    def find(self, cfg: Config) -> RunView | None: ...
+
+    def owns(self, run_id: str, session: str) -> bool: ...
+
+    def active_run(self, session: str) -> str | None: ...
+
+    def stats(self) -> dict[str, int]: ...
+
+    def shutdown(self, timeout: float = 10.0) -> None: ...
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    try:
+        return int(env.get(name, "")) if env.get(name) else default
+    except ValueError:
+        return default
+
+
+def runner_from_env(env: Mapping[str, str] | None = None) -> Runner:
+    """The server's runner. BNVIZ_HOSTED=1 turns on the public-demo limits (Limits.hosted)
+    and one torch thread per worker, so the web server keeps a core to answer requests;
+    BNVIZ_LIMIT_<FIELD> sets any one field of Limits; BNVIZ_WORKERS, BNVIZ_TORCH_THREADS.
+    A store that cannot be opened leaves runs in memory and says why in last_store_error."""
+    env = os.environ if env is None else env
+    hosted = env.get("BNVIZ_HOSTED") == "1"
+    limits = Limits.hosted() if hosted else Limits()
+    for f in dataclasses.fields(Limits):  # BNVIZ_LIMIT_MAX_EPOCHS=5 etc. override one cap
+        raw = env.get(f"BNVIZ_LIMIT_{f.name.upper()}")
+        if raw:
+            try:
+                setattr(limits, f.name, type(getattr(limits, f.name))(raw))
+            except ValueError:
+                log.warning("ignored BNVIZ_LIMIT_%s=%r: not a number", f.name.upper(), raw)
+    try:
+        store, error = RunStore(env.get("BNVIZ_DB") or None), ""
+    except StoreError as e:
+        store, error = None, str(e)
+    # Leave one core to the web server (and, on a laptop, the browser): torch's OpenMP threads
+    # spinning against other busy processes slow training far more than one thread fewer.
+    spare = max(1, (os.cpu_count() or 2) - 1)
+    threads = _int(env, "BNVIZ_TORCH_THREADS", 1 if hosted else spare) or None
+    mgr = JobManager(workers=max(1, _int(env, "BNVIZ_WORKERS", 1)), store=store,
+                     limits=limits, torch_threads=threads)
+    mgr.last_store_error = error or mgr.last_store_error
+    return mgr

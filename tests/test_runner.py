@@ -1,0 +1,79 @@
+"""The Runner contract, checked against the shipped JobManager and a remote-style fake, and
+the live-lab page driven through the fake: pages do not care who trains."""
+import threading
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from bnviz import ui
+from bnviz.config import make_config
+from bnviz.jobs import JobManager, Limits
+from bnviz.runner import JobRefused, Runner, runner_from_env
+from bnviz.store import RunStore
+from tests.conftest import ROOT
+from tests.fake_runner import EagerRunner
+
+
+@pytest.fixture(params=["jobmanager", "eager-fake"])
+def runner(request, tmp_path):
+    store = RunStore(tmp_path / "runs.sqlite")
+    limits = Limits(max_epochs=3)
+    r = JobManager(workers=1, store=store, limits=limits) if request.param == "jobmanager" \
+        else EagerRunner(store, limits)
+    yield r
+    r.shutdown()
+
+
+def settled(r: Runner, run_id: str, timeout: float = 60.0):
+    t0 = time.time()
+    while (v := r.get(run_id)) is not None and v.active and time.time() - t0 < timeout:
+        time.sleep(0.05)
+    return v
+
+
+def test_runner_contract(runner, tiny):
+    assert isinstance(runner, Runner)
+    cfg = make_config(**tiny)
+    run = runner.submit(cfg, session="alice")
+    v = settled(runner, run)
+    assert v.status == "finished" and v.config == cfg and len(v.steps) == 8
+    assert runner.store.load(run).status == "finished"  # nothing only in memory
+    assert runner.find(cfg).run_id == run
+    assert runner.submit(cfg, session="bob") == run  # a finished identical run is reused
+    assert runner.owns(run, "alice") and not runner.owns(run, "bob")
+    assert not runner.cancel(run, session="bob")
+    assert runner.get("0123456789ab") is None
+    with pytest.raises(JobRefused, match="epochs is capped at 3"):
+        runner.submit(make_config(**{**tiny, "epochs": 4}), session="alice")
+    assert {"queued", "running", "in_memory", "workers"} <= set(runner.stats())
+    before = threading.active_count()
+    runner.shutdown()
+    assert threading.active_count() <= before
+    with pytest.raises(JobRefused, match="shutting down"):
+        runner.submit(cfg.replace(seed=9), session="alice")
+
+
+def test_runner_from_env_picks_hosted_limits_and_survives_a_bad_store(tmp_path):
+    bad = tmp_path / "corrupt.sqlite"
+    bad.write_bytes(b"not a database" * 500)
+    r = runner_from_env({"BNVIZ_HOSTED": "1", "BNVIZ_DB": str(bad), "BNVIZ_WORKERS": "9",
+                         "BNVIZ_TORCH_THREADS": "0"})  # 0: leave this process's torch alone
+    try:
+        assert r.store is None and "corrupt" in r.last_store_error
+        assert r.limits == Limits.hosted() and r.stats()["workers"] == Limits.hosted().max_workers
+    finally:
+        r.shutdown()
+
+
+def test_lab_page_runs_on_another_runner(tmp_path, monkeypatch):
+    fake = EagerRunner(RunStore(tmp_path / "runs.sqlite"))
+    monkeypatch.setattr(ui, "manager", lambda: fake)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    for k, v in {"dataset": "subset", "train_size": "256", "batch_size": "64",
+                 "epochs": "1"}.items():
+        at.query_params[k] = v
+    at.run()
+    next(b for b in at.button if b.label == "▶ Train").click().run()
+    assert not at.exception and fake.submitted == 1
+    assert any("Finished" in s.value for s in at.success)
