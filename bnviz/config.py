@@ -102,6 +102,15 @@ class Config:
         return hashlib.sha1(canon.encode()).hexdigest()[:12]
 
 
+def shown(v: Any, width: int = 40) -> str:
+    """repr cut short: a link can carry a 5000-digit number that no warning should echo."""
+    try:
+        r = repr(v)
+    except ValueError:  # an int past Python's 4300-digit str limit
+        return "a number too long to show"
+    return r if len(r) <= width else r[:width - 3] + "..."
+
+
 @dataclass(frozen=True)
 class Knob:
     name: str
@@ -120,42 +129,51 @@ class Knob:
 
     def parse(self, raw: Any) -> Any:
         """Turn a string (URL, CLI) or a value into this knob's type; ValueError if it can't."""
+        try:
+            text = str(raw)
+        except ValueError:  # an int past Python's 4300-digit str limit
+            raise ValueError(f"{self.name} got {shown(raw)}") from None
         if self.type is bool:
             if isinstance(raw, bool):
                 return raw
-            s = str(raw).strip().lower()
+            s = text.strip().lower()
             if s in ("1", "true", "yes", "on"):
                 return True
             if s in ("0", "false", "no", "off"):
                 return False
-            raise ValueError(f"{self.name} must be true or false, got {raw!r}")
-        if self.type is int:
-            if isinstance(raw, bool):
-                raise ValueError(f"{self.name} must be a whole number, got {raw!r}")
+            raise ValueError(f"{self.name} must be true or false, got {shown(raw)}")
+        if self.type in (int, float):
+            whole = self.type is int
+            bad = f"{self.name} must be a {'whole ' if whole else ''}number, got {shown(raw)}"
+            if whole and isinstance(raw, bool):
+                raise ValueError(bad)
             try:
                 f = float(raw)
-            except (TypeError, ValueError):
-                raise ValueError(f"{self.name} must be a whole number, got {raw!r}") from None
-            if not math.isfinite(f) or f != int(f):
-                raise ValueError(f"{self.name} must be a whole number, got {raw!r}")
-            return int(f)
-        if self.type is float:
-            try:
-                f = float(raw)
-            except (TypeError, ValueError):
-                raise ValueError(f"{self.name} must be a number, got {raw!r}") from None
-            if not math.isfinite(f):
-                raise ValueError(f"{self.name} must be a finite number, got {raw!r}")
-            return f
-        return str(raw)
+            except (TypeError, ValueError, OverflowError):  # Overflow: an int past 1e308
+                raise ValueError(bad) from None
+            if not math.isfinite(f) and not whole:
+                raise ValueError(f"{self.name} must be a finite number, got {shown(raw)}")
+            if not math.isfinite(f) or whole and f != int(f):
+                raise ValueError(bad)
+            return int(f) if whole else f
+        return text
+
+    def read(self, raw: Any) -> tuple[Any, str | None]:
+        """(value, None), or (None, why the raw value cannot be used)."""
+        try:
+            v = self.parse(raw)
+        except ValueError as e:
+            return None, str(e)
+        why = self.check(v)
+        return (None, why) if why else (v, None)
 
     def check(self, value: Any) -> str | None:
         """One clear message if `value` is out of range, else None."""
         if self.choices is not None and value not in self.choices:
             opts = ", ".join(str(c) for c in self.choices)
-            return f"{self.name} must be one of {opts}, got {value!r}"
+            return f"{self.name} must be one of {opts}, got {shown(value)}"
         if self.lo is not None and value < self.lo or self.hi is not None and value > self.hi:
-            return f"{self.name} must be between {self.lo:g} and {self.hi:g}, got {value!r}"
+            return f"{self.name} must be between {self.lo:g} and {self.hi:g}, got {shown(value)}"
         return None
 
 
@@ -209,22 +227,17 @@ def parse_config(values: Mapping[str, Any], base: Config | None = None,
     for key, raw in values.items():
         k = KNOB.get(key)
         if k is None:
-            warnings.append(f"unknown setting {key!r} ignored")
+            warnings.append(f"unknown setting {shown(key)} ignored")
             continue
         if isinstance(raw, (list, tuple)):
             if not raw:
                 continue
             raw = raw[-1]
-        try:
-            v = k.parse(raw)
-        except ValueError as e:
-            warnings.append(f"{e}; using {getattr(base, key)!r}")
-            continue
-        msg = k.check(v)
-        if msg:
-            warnings.append(f"{msg}; using {getattr(base, key)!r}")
-            continue
-        good[key] = v
+        v, why = k.read(raw)
+        if why:
+            warnings.append(f"{why}; using {getattr(base, key)!r}")
+        else:
+            good[key] = v
     cfg = base.replace(**good)
     for msg in cross_field_errors(cfg):
         warnings.append(msg + "; using the defaults for batch_size, devices and train_size")
@@ -247,16 +260,11 @@ def make_config(preset: str | None = None, **values) -> Config:
     for key, raw in merged.items():
         k = KNOB.get(key)
         if k is None:
-            errors.append(f"unknown setting {key!r}")
+            errors.append(f"unknown setting {shown(key)}")
             continue
-        try:
-            v = k.parse(raw)
-        except ValueError as e:
-            errors.append(str(e))
-            continue
-        msg = k.check(v)
-        if msg:
-            errors.append(msg)
+        v, why = k.read(raw)
+        if why:
+            errors.append(why)
         else:
             good[key] = v
     if errors:
