@@ -15,6 +15,18 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-quic"]
 
 
+def rss_mb(pid: int | str = "self") -> float:
+    """Resident memory of a process in MiB (Linux /proc; no psutil needed)."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def thread_count(pid: int | str = "self") -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -37,11 +49,14 @@ def wait_healthy(url: str, timeout: float = 60.0) -> None:
 def serve(db: Path, env: dict | None = None, port: int | None = None):
     port = port or free_port()
     e = {**os.environ, "BNVIZ_DB": str(db), **(env or {})}
+    # The log goes to a file next to the store: a pipe nobody reads fills up after 64 KB of
+    # warnings and then blocks the server mid-test.
+    log = open(Path(db).parent / "streamlit.log", "a")
     p = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py",
                           "--server.headless", "true", "--server.port", str(port),
                           "--server.address", "127.0.0.1",
                           "--browser.gatherUsageStats", "false"], cwd=ROOT, env=e,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                         stdout=log, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url)
@@ -52,3 +67,5 @@ def serve(db: Path, env: dict | None = None, port: int | None = None):
             p.wait(10)
         except subprocess.TimeoutExpired:
             p.kill()
+            p.wait()
+        log.close()

@@ -1,0 +1,77 @@
+"""kill -9 the server in the middle of a run, start it again, and check the run store: intact,
+the finished run whole, the cut-off run marked interrupted — in the store and on the page."""
+import os
+import re
+import signal
+import time
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+from bnviz.store import RunStore
+from tests.server import CHROMIUM, CHROMIUM_ARGS, serve
+
+# The live lab is the default page, so its address is "/": "/lab" would make Streamlit answer
+# with its "Page not found" dialog (and then run the default page anyway).
+DONE = "/?dataset=subset&train_size=256&batch_size=64&epochs=1&seed=1"
+LONG = "/?dataset=subset&train_size=2048&batch_size=16&epochs=200&seed=2"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def run_id(page) -> str:
+    return re.search(r"[?&]run=([0-9a-f]{12})", page.url).group(1)
+
+
+def poll(fn, timeout=30.0):
+    t0 = time.time()
+    while not (v := fn()):
+        assert time.time() - t0 < timeout, "timed out"
+        time.sleep(0.1)
+    return v
+
+
+def test_kill_9_mid_run_then_restart(tmp_path, browser):
+    db = tmp_path / "runs.sqlite"
+    with serve(db) as (url, server):
+        page = browser.new_page()
+        page.goto(url + DONE)
+        page.get_by_role("button", name="▶ Train").click()
+        page.get_by_text("Finished").first.wait_for(timeout=60_000)
+        done = run_id(page)
+        page.goto(url + LONG)  # a new browser session, so a second run is allowed
+        page.get_by_role("button", name="▶ Train").click()
+        page.get_by_text("Running").first.wait_for(timeout=60_000)
+        cut = run_id(page)
+        store = RunStore(db)
+        poll(lambda: store.load(cut) and store.load(cut).status == "running")
+        steps_done = len(poll(lambda: store.load(done)).steps)
+        os.kill(server.pid, signal.SIGKILL)  # no shutdown hook, no last save
+        server.wait()
+        page.close()
+
+    assert store.integrity() == "ok"
+    assert store.load(cut).status == "running"  # nobody has noticed yet
+
+    with serve(db) as (url, _):
+        page = browser.new_page()
+        page.goto(f"{url}{LONG}&run={cut}")  # the share link of the cut-off run
+        page.get_by_text("Interrupted").first.wait_for(timeout=60_000)
+        assert "server stopped while this run was going" in page.content()
+        page.goto(f"{url}{DONE}&run={done}")
+        page.get_by_text("Finished").first.wait_for(timeout=60_000)
+        page.close()
+
+    assert store.integrity() == "ok"
+    finished = store.load(done)
+    assert finished.status == "finished" and len(finished.steps) == steps_done == 4
+    assert finished.summary["test_acc"] == finished.summary["test_acc"]  # a number, not NaN
+    interrupted = store.load(cut)
+    assert interrupted.status == "interrupted" and interrupted.ended is not None
+    assert {r["status"] for r in store.list_runs()} == {"finished", "interrupted"}
