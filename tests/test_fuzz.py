@@ -5,8 +5,6 @@ hundred or so (each run costs ~0.2-0.5 s). A real browser cannot send NaN or inf
 number_input, and Streamlit's own deserializer raises on them before the page runs, so the
 widget cases stay finite.
 """
-import math
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from streamlit.testing.v1 import AppTest
@@ -130,10 +128,9 @@ def test_lab_page_widgets_with_out_of_range_numbers(edits):
     inputs = list(at.number_input)
     for i, value in edits:
         w = inputs[i % len(inputs)]
-        w.set_value(int(value) if w.value is None or isinstance(w.value, int)
-                    and not isinstance(value, float) else value)
+        w.set_value(int(value) if isinstance(w.value, int) else float(value))
     at.run()
     assert not at.exception, (edits, at.exception[0].message)
-    cfg, problems = parse_config({k.name: at.session_state[f"knob_{k.name}"] for k in KNOBS
-                                  if f"knob_{k.name}" in at.session_state})
-    assert validate(cfg) == [] and all(math.isfinite(cfg.lr) for _ in [0])
+    cfg, _ = parse_config({k.name: at.session_state[f"knob_{k.name}"] for k in KNOBS
+                           if f"knob_{k.name}" in at.session_state})
+    assert validate(cfg) == []  # whatever arrived, the page trains only a valid config
