@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 import uuid
 
 import streamlit as st
@@ -182,24 +183,55 @@ def status_line(v) -> None:
                    f"{v.info.get('n_params', 0):,} parameters · run `{v.run_id}`")
 
 
+def _cached_figure(part: str, token: tuple, build):
+    """Rebuild a figure only when its inputs changed: building and serialising plotly figures
+    holds the GIL, which the training thread needs too."""
+    cache = st.session_state.setdefault("_figures", {})
+    hit = cache.get(part)
+    if hit is not None and hit[0] == token:
+        return hit[1]
+    fig = build()
+    cache[part] = (token, fig)
+    return fig
+
+
 def run_charts(v, key: str = "") -> None:
     """The four live charts of one run."""
     rev = v.run_id
-    steps, evals = v.steps_frame(), v.evals_frame()
+    n = (v.run_id, len(v.steps), len(v.evals), len(v.snapshots))
     c1, c2 = st.columns(2)
     smoothing = c1.slider("Loss smoothing", 0.0, 0.99, 0.9, 0.01, key=f"smooth{key}",
                           help="Exponential moving average of the per-iteration values")
-    c1.plotly_chart(charts.loss_figure(steps, smoothing, rev), key=f"loss{key}")
-    c2.plotly_chart(charts.accuracy_figure(steps, evals, smoothing, rev), key=f"acc{key}")
+    steps = evals = None
+
+    def frames():
+        nonlocal steps, evals
+        if steps is None:
+            steps, evals = v.steps_frame(), v.evals_frame()
+        return steps, evals
+    c1.plotly_chart(_cached_figure(f"loss{key}", (n, smoothing), lambda: charts.loss_figure(
+        frames()[0], smoothing, rev)), key=f"loss{key}")
+    c2.plotly_chart(_cached_figure(f"acc{key}", (n, smoothing), lambda: charts.accuracy_figure(
+        *frames(), smoothing, rev)), key=f"acc{key}")
     c3, c4 = st.columns(2)
-    c3.plotly_chart(charts.fluctuation_figure(evals, revision=rev), key=f"fluct{key}")
+    c3.plotly_chart(_cached_figure(f"fluct{key}", n[:1] + n[2:3], lambda: charts.fluctuation_figure(
+        frames()[1], revision=rev)), key=f"fluct{key}")
     stat = c4.radio("Layer statistic", ["gamma", "beta", "running_mean", "running_var"],
                     horizontal=True, key=f"stat{key}",
                     help="gamma (scale) and beta (shift) have one entry per channel; "
                          "running mean/var are what eval mode normalises with")
-    snaps = v.snapshots_frame(stat)
-    c4.plotly_chart(charts.distribution_figure(snaps, stat, revision=rev), key=f"dist{key}")
-    st.plotly_chart(charts.affine_figure(snaps, stat, rev), key=f"affine{key}")
+    snap_token = (v.run_id, len(v.snapshots), stat)
+    snaps = None
+
+    def snap_frame():
+        nonlocal snaps
+        if snaps is None:
+            snaps = v.snapshots_frame(stat)
+        return snaps
+    c4.plotly_chart(_cached_figure(f"dist{key}", snap_token, lambda: charts.distribution_figure(
+        snap_frame(), stat, revision=rev)), key=f"dist{key}")
+    st.plotly_chart(_cached_figure(f"affine{key}", snap_token, lambda: charts.affine_figure(
+        snap_frame(), stat, rev)), key=f"affine{key}")
 
 
 def downloads(v) -> None:
@@ -216,6 +248,13 @@ def live_run(run_id: str, key: str = "") -> None:
     """Status, progress and charts of a run, polled once a second while it is active."""
     mgr = manager()
     first = mgr.get(run_id)
+    # A run pressed a moment ago gets its first step within a few hundred ms: waiting for it
+    # here puts the first points on screen now instead of at the next one-second poll.
+    t0 = time.time()
+    while (first is not None and first.active and not len(first.steps)
+           and time.time() - first.created < 3 and time.time() - t0 < 0.8):
+        time.sleep(0.02)
+        first = mgr.get(run_id)
     if first is None:
         st.warning(f"Run `{run_id}` is not on this server (it may have been run elsewhere).")
         return
