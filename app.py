@@ -8,9 +8,10 @@ st.set_page_config(page_title="bnviz — BatchNorm, live", page_icon=":material/
 
 PAGES = {
     "bnviz": [
-        st.Page("pages/home.py", title="About bnviz", icon=":material/home:", url_path="about"),
-        st.Page("pages/lab.py", title="Live lab", icon=":material/science:", url_path="lab",
-                default=True),
+        # About is the landing page at "/": a default page answers only at "/", and a link
+        # to "/lab?…" must open the lab itself (share links carry the page's path).
+        st.Page("pages/home.py", title="About bnviz", icon=":material/home:", default=True),
+        st.Page("pages/lab.py", title="Live lab", icon=":material/science:", url_path="lab"),
         st.Page("pages/compare.py", title="Compare runs", icon=":material/stacked_line_chart:",
                 url_path="compare"),
     ],

@@ -82,8 +82,9 @@ def _with(options: list, value) -> list:
 def knob_widget(name: str, container=st) -> None:
     k = KNOB[name]
     key, label = wkey(name), LABELS.get(name, name.replace("_", " ").capitalize())
-    if key not in st.session_state:
-        st.session_state[key] = k.default
+    # Writing the value back every run takes it out of Streamlit's widget clean-up, so a
+    # full rerun started inside the live fragment cannot reset the controls (streamlit#11266).
+    st.session_state[key] = st.session_state.get(key, k.default)
     help_ = k.help + (f"\n\n{BATCH_HELP}" if name == "batch_size" else "")
     if k.choices is not None:
         container.selectbox(label, k.choices, key=key, help=help_,

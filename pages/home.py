@@ -15,3 +15,5 @@ experiment you can run, look at and share as a link.
 Start with the **Live lab**: press a preset (d2l LeNet-BN), then **Train**.
 The address bar is always a share link of what you see.
 """)
+
+st.page_link("pages/lab.py", label="Open the Live lab", icon=":material/science:")

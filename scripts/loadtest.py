@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from tests.server import CHROMIUM, CHROMIUM_ARGS, rss_mb, serve, thread_count  # noqa: E402
 from tests.ws_client import StreamlitClient  # noqa: E402
 
-# The live lab is the default page, at "/" ("/lab" gets Streamlit's "Page not found" dialog).
+# The live lab is at "/lab"; "/" is the About page.
 TINY = "dataset=subset&train_size=256&batch_size=64&epochs=1"
 ENDED = re.compile(r"Finished|Not started|Failed|Diverged|Stopped|Interrupted")
 # Ended runs leave the server's memory 3 s after they end, so expiry happens within the test.
@@ -76,7 +76,7 @@ async def one_session(browser, url: str, i: int, timeout_s: float) -> dict:
     t0 = time.time()
     try:
         page = await ctx.new_page()
-        await page.goto(f"{url}/?{TINY}&seed={i}", timeout=timeout_s * 1000)
+        await page.goto(f"{url}/lab?{TINY}&seed={i}", timeout=timeout_s * 1000)
         train = page.get_by_role("button", name="▶ Train")
         await train.wait_for(timeout=timeout_s * 1000)
         await train.click()
@@ -135,7 +135,7 @@ async def sessions(url: str, n: int, browsers: int, timeout_s: float, on_warm) -
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             warm = await browser.new_page()  # the first page pays for importing torch
-            await warm.goto(f"{url}/", timeout=120_000)
+            await warm.goto(f"{url}/lab", timeout=120_000)
             await warm.get_by_role("button", name="▶ Train").wait_for(timeout=120_000)
             await warm.close()
             on_warm()

@@ -11,10 +11,9 @@ from playwright.sync_api import sync_playwright
 from bnviz.store import RunStore
 from tests.server import CHROMIUM, CHROMIUM_ARGS, serve
 
-# The live lab is the default page, so its address is "/": "/lab" would make Streamlit answer
-# with its "Page not found" dialog (and then run the default page anyway).
-DONE = "/?dataset=subset&train_size=256&batch_size=64&epochs=1&seed=1"
-LONG = "/?dataset=subset&train_size=2048&batch_size=16&epochs=200&seed=2"
+# The live lab lives at "/lab"; About is the default page at "/".
+DONE = "/lab?dataset=subset&train_size=256&batch_size=64&epochs=1&seed=1"
+LONG = "/lab?dataset=subset&train_size=2048&batch_size=16&epochs=200&seed=2"
 
 
 @pytest.fixture(scope="module")

@@ -74,7 +74,7 @@ def test_corrupt_store_is_a_warning_on_the_page(tmp_path, monkeypatch):
     monkeypatch.setenv("BNVIZ_DB", str(bad))
     ui.manager.clear()  # the server-wide runner is rebuilt against the broken file
     try:
-        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).switch_page("pages/lab.py").run()
         assert not at.exception
         text = " ".join(w.value for w in at.warning)
         assert "could not be opened" in text and "corrupt" in text and str(bad) in text

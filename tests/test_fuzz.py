@@ -89,7 +89,7 @@ def test_every_valid_config_survives_its_share_link(values):
 
 # -- the page itself -----------------------------------------------------------------------
 def page(params=None):
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).switch_page("pages/lab.py")
     for k, v in (params or {}).items():
         at.query_params[k] = v
     return at.run()

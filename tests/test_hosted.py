@@ -15,7 +15,7 @@ LONG = {"dataset": "subset", "train_size": "512", "batch_size": "64", "epochs": 
 
 
 def lab(params):
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).switch_page("pages/lab.py")
     for k, v in params.items():
         at.query_params[k] = v
     return at.run()

@@ -10,7 +10,7 @@ TINY = {"dataset": "subset", "train_size": "512", "batch_size": "64"}
 
 
 def lab(params=None):
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).switch_page("pages/lab.py")
     for k, v in (params or {}).items():
         at.query_params[k] = v
     return at.run()

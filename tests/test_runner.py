@@ -69,7 +69,7 @@ def test_runner_from_env_picks_hosted_limits_and_survives_a_bad_store(tmp_path):
 def test_lab_page_runs_on_another_runner(tmp_path, monkeypatch):
     fake = EagerRunner(RunStore(tmp_path / "runs.sqlite"))
     monkeypatch.setattr(ui, "manager", lambda: fake)
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).switch_page("pages/lab.py")
     for k, v in {"dataset": "subset", "train_size": "256", "batch_size": "64",
                  "epochs": "1"}.items():
         at.query_params[k] = v

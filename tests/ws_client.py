@@ -18,7 +18,7 @@ ALERT = {1: "error", 2: "warning", 3: "info", 4: "success"}
 
 
 class StreamlitClient:
-    def __init__(self, url: str, query: str = ""):
+    def __init__(self, url: str, query: str = "", page_name: str = "lab"):
         self.ws_url = url.replace("http://", "ws://") + "/_stcore/stream"
         self.query = query
         self.buttons: dict[str, str] = {}  # label -> widget id
@@ -26,6 +26,7 @@ class StreamlitClient:
         self.fragments: dict[str, float] = {}  # fragment id -> auto-rerun interval
         self.runs_finished = 0
         self.page_hash = ""  # the browser echoes the page it is on with every rerun
+        self.page_name = page_name  # the URL path a browser would be on ("lab" for /lab)
         self.run_id: str | None = None  # the last `run` the page put in the address bar
         self._ws = None
 
@@ -40,7 +41,9 @@ class StreamlitClient:
     async def rerun(self, trigger: str | None = None, fragment: str = "") -> None:
         msg = BackMsg()
         cs = msg.rerun_script
-        cs.query_string, cs.page_script_hash = self.query, self.page_hash
+        # The page goes by name, as a browser on /lab does: the hash in new_session is the
+        # entry script's, which st.navigation would resolve to the default page.
+        cs.query_string, cs.page_name = self.query, self.page_name
         if trigger is not None:
             w = cs.widget_states.widgets.add()
             w.id, w.trigger_value = self.buttons[trigger], True
