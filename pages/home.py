@@ -10,7 +10,14 @@ experiment you can run, look at and share as a link.
 |---|---|
 | **Live lab** | Train one model with any BN setup (batch size, which layers, before/after the activation, dropout instead of BN, from-scratch BN, simulated devices) and watch loss, train/test accuracy, test-accuracy fluctuation and the gamma/beta of every layer as it trains. |
 | **Compare runs** | Overlay runs from this session, the run library or shared links; repeated seeds as a band; config differences highlighted. |
+| **Batch size (and batch size 1)** | Test accuracy vs batch size for BN, GroupNorm, LayerNorm and no norm; why batch size 1 teaches BN nothing, live; minibatch vs batch size. |
+| **Inside a BN layer** | One real batch through a conv and an FC BN layer: shapes, the axes averaged over (N, H, W), how many values go into each mean, gamma/beta shapes. |
+| **Fluctuating test accuracy** | Why test accuracy jumps between epochs with BN: running statistics vs PreciseBN vs batch statistics on the same run. |
+| **BN on several GPUs** | Per-device statistics (DataParallel/DDP) vs whole-batch ones (SyncBatchNorm), simulated exactly. |
+| **Bias before BN** | Dropping the bias of layers that feed BN: 226 parameters fewer, same training. |
+| **Learning rate** | How high lr can go with and without BN before training fails. |
 | **Which BN layers matter?** | d2l's ablation: all four BN layers, none, each one removed, pairs, and dropout in place of the FC-layer BNs — one button, one table. |
+| **gamma and beta** | How the learned scale and shift of every layer spread over training, and what freezing them changes. |
 
 Start with the **Live lab**: press a preset (d2l LeNet-BN), then **Train**.
 The address bar is always a share link of what you see.
