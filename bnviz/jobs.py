@@ -32,6 +32,17 @@ def _lane(rec: RunRecord) -> str:
     return rec.session or rec.run_id  # runs without a session (CLI, tests) queue on their own
 
 
+def warm_up() -> None:
+    """Pay one-off costs before the first Train press: torch's first optimizer imports
+    torch._dynamo (over a second here), and the data set is decoded into memory."""
+    import torch
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    try:
+        data_mod.load("auto")
+    except data_mod.DataError:
+        pass  # the run itself reports it, with the full explanation
+
+
 class JobManager:
     """`observers` see every event of every run (logging, metrics); one that raises fails
     that run, never the worker."""
@@ -59,6 +70,7 @@ class JobManager:
         self._threads: list[threading.Thread] = []
         with self._cv:
             self._threads += [self._spawn(i) for i in range(workers)]
+        threading.Thread(target=warm_up, name="bnviz-warm-up", daemon=True).start()
 
     # -- for pages (the Runner interface) --------------------------------------------------
     def submit(self, cfg: Config, session: str = "", reuse: bool = True, group: str = "") -> str:

@@ -43,14 +43,3 @@ class Limits:
             errs.append(f"epochs × training examples is capped at {self.max_work:,} on this "
                         f"server (asked for {n * cfg.epochs:,})")
         return errs
-
-
-def warm_up() -> None:
-    """Pay one-off costs before the first Train press: torch's first optimizer imports
-    torch._dynamo (over a second here), and the data set is decoded into memory."""
-    import torch
-    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-    try:
-        data_mod.load("auto")
-    except data_mod.DataError:
-        pass  # the run itself reports it, with the full explanation

@@ -3,7 +3,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from bnviz import charts, ui
+from bnviz import charts
 from bnviz.experiments import devices_grid
 from bnviz.inside import per_device_stats
 from bnviz.ui_grid import grid_controls, grid_panel, run_buttons

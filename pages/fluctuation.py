@@ -1,7 +1,7 @@
 """Why test accuracy jumps around with BN: running stats vs PreciseBN vs batch stats."""
 import streamlit as st
 
-from bnviz import charts, reading, ui
+from bnviz import reading, ui
 from bnviz.experiments import GridPoint
 from bnviz.ui_grid import grid_controls, run_buttons
 

@@ -16,3 +16,16 @@ os.environ["BNVIZ_DB"] = os.path.join(tempfile.mkdtemp(prefix="bnviz-test-"), "r
 def tiny():
     """Quick-run overrides: a slice of the bundled subset, one epoch."""
     return dict(dataset="subset", train_size=512, batch_size=64, epochs=1, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian Chromium driven by Playwright (its own browser download cannot work
+    here), one per test module."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.server import CHROMIUM, CHROMIUM_ARGS
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

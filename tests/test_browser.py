@@ -1,21 +1,11 @@
 """A real browser: Chromium, driven by Playwright, against `streamlit run app.py`."""
 import time
 
-import pytest
-from playwright.sync_api import sync_playwright
 
-from tests.server import CHROMIUM, CHROMIUM_ARGS, serve
+from tests.server import serve
 
 POINTS_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot'))
   .map(g => (g.data || []).reduce((n, t) => n + ((t.x && t.x.length) || 0), 0))"""
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def chart_points(page) -> list[int]:

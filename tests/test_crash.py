@@ -5,23 +5,13 @@ import re
 import signal
 import time
 
-import pytest
-from playwright.sync_api import sync_playwright
 
 from bnviz.store import RunStore
-from tests.server import CHROMIUM, CHROMIUM_ARGS, serve
+from tests.server import serve
 
 # The live lab lives at "/lab"; About is the default page at "/".
 DONE = "/lab?dataset=subset&train_size=256&batch_size=64&epochs=1&seed=1"
 LONG = "/lab?dataset=subset&train_size=2048&batch_size=16&epochs=200&seed=2"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def run_id(page) -> str:
