@@ -169,6 +169,29 @@ def cmd_grid(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inside(args: argparse.Namespace) -> int:
+    """What one BN layer computes on one real batch: shapes, axes, counts, statistics."""
+    from .inside import layer_io
+    cfg = config_or_none(args)
+    if cfg is None:
+        return 2
+    if cfg.norm not in ("bn", "bn_scratch"):
+        cfg = cfg.replace(norm="bn")
+    for site in args.sites.split(","):
+        try:
+            io = layer_io(cfg, cfg.batch_size, site.strip(), cfg.seed)
+        except ValueError as e:
+            print(f"bnviz: {e}", file=sys.stderr)
+            return 2
+        print(f"{io.site}: input {io.input_shape}, mean/var over axes {io.axes} "
+              f"({io.count:,} values per mean), statistics shape {io.stats_shape}, "
+              f"gamma/beta shape {io.gamma_shape}")
+        for c in range(min(len(io.mean), args.channels)):
+            print(f"  channel {c:3d}: mean {io.mean[c]:+.4f}  var {io.var[c]:.4f}  ->  "
+                  f"output mean {io.out_mean[c]:+.4f}  std {io.out_std[c]:.4f}")
+    return 0
+
+
 def cmd_presets(_args) -> int:
     for name, values in PRESETS.items():
         changes = ", ".join(f"{k}={v}" for k, v in values.items()) or "the defaults"
@@ -195,6 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-store", action="store_true", help="do not keep the run in the store")
     t.set_defaults(func=cmd_train)
     sub.add_parser("presets", help="list presets").set_defaults(func=cmd_presets)
+    i = sub.add_parser("inside", help="one real batch through BN layers: shapes, axes, counts")
+    add_knob_flags(i)
+    i.add_argument("--sites", default="conv1,fc1", help="comma-separated: conv1,conv2,fc1,fc2")
+    i.add_argument("--channels", type=int, default=6, help="channels to print per layer")
+    i.set_defaults(func=cmd_inside)
     from .experiments import GRIDS
     for name, grid_help in (("ablation", "d2l's BN ablation grid (10 runs)"),
                             ("sweep", "a sweep: ablation, batch_size, lr, devices or bias")):

@@ -44,3 +44,12 @@ def test_bad_flags_are_refused_with_messages():
 def test_presets_listed():
     r = run_cli("presets")
     assert r.returncode == 0 and "d2l-lenet-bn-scratch" in r.stdout
+
+
+def test_inside_prints_shapes_and_counts():
+    r = run_cli("inside", "--dataset", "subset", "--batch-size", "4", "--channels", "2")
+    assert r.returncode == 0, r.stderr
+    assert "conv1: input (4, 6, 24, 24), mean/var over axes (0, 2, 3) (2,304 values" in r.stdout
+    assert "fc1: input (4, 120), mean/var over axes (0,) (4 values per mean)" in r.stdout
+    r = run_cli("inside", "--dataset", "subset", "--no-norm-fc1", "--sites", "fc1")
+    assert r.returncode == 2 and "no norm layer at fc1" in r.stderr
