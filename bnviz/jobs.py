@@ -70,7 +70,8 @@ class JobManager:
         self._threads: list[threading.Thread] = []
         with self._cv:
             self._threads += [self._spawn(i) for i in range(workers)]
-        threading.Thread(target=warm_up, name="bnviz-warm-up", daemon=True).start()
+        self._warm = threading.Thread(target=warm_up, name="bnviz-warm-up", daemon=True)
+        self._warm.start()
 
     # -- for pages (the Runner interface) --------------------------------------------------
     def submit(self, cfg: Config, session: str = "", reuse: bool = True, group: str = "") -> str:
@@ -81,9 +82,8 @@ class JobManager:
         errors += self.limits.check(cfg, n_train)
         if errors:
             raise JobRefused("; ".join(errors))
-        if reuse and self.store is not None:
-            found = self._safe(lambda: self.store.find_finished(
-                cfg.config_id(), cfg.seed, data_mod.resolve_source(cfg.dataset)))
+        if reuse:
+            found = self._finished_twin(cfg)
             if found:
                 return found
         lim = self.limits
@@ -145,6 +145,21 @@ class JobManager:
             return self._safe(lambda: self.store.load(run_id))
         return None
 
+    def _finished_twin(self, cfg: Config) -> str | None:
+        """A finished run of the same config id and seed on the same data: in memory first
+        (a run is 'finished' there a moment before the store has saved it), then stored."""
+        source = data_mod.resolve_source(cfg.dataset)
+        key = (cfg.config_id(), cfg.seed)
+        with self._cv:
+            twins = [r for r in self._jobs.values() if r.status == "finished"
+                     and (r.config.config_id(), r.config.seed) == key
+                     and r.info.get("data_source") == source]
+        if twins:
+            return max(twins, key=lambda r: r.created).run_id
+        if self.store is None:
+            return None
+        return self._safe(lambda: self.store.find_finished(key[0], key[1], source))
+
     def find(self, cfg: Config) -> RunView | None:
         """The newest run of exactly this config and seed: live in memory, else finished in
         the store."""
@@ -181,7 +196,7 @@ class JobManager:
                 r.stop.set()
             self._cv.notify_all()
             threads = list(self._threads)
-        for t in threads:
+        for t in [*threads, self._warm]:
             t.join(timeout)
 
     # -- inside -------------------------------------------------------------------------
