@@ -215,10 +215,6 @@ def _load(which: str, train_size: int, device, seed: int) -> Dataset:
                    labels(arrays["test_y"]), source, origin)
 
 
-def available_sources() -> list[str]:
-    return (["full"] if find_full() else []) + ["subset"]
-
-
 def resolve_source(which: str) -> str:
     """What `which` ("auto", "full", "subset") will load on this machine, without loading."""
     if which == "auto":

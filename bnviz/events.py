@@ -71,6 +71,3 @@ class RunEnded:
     reason: str  # plain words; empty when finished
     summary: dict[str, Any]
     kind: str = "ended"
-
-
-STATUSES = ("queued", "running", "finished", "stopped", "diverged", "failed", "interrupted")

@@ -82,10 +82,6 @@ class GhostBatchNorm(nn.Module):
         return F.batch_norm(x, None, None, m.weight, m.bias, True, 0.0, m.eps)
 
 
-def is_batch_norm(m: nn.Module) -> bool:
-    return isinstance(m, (nn.modules.batchnorm._BatchNorm, BatchNormScratch))
-
-
 def make_norm(kind: str, num_features: int, num_dims: int, *, momentum: float = 0.1,
               eps: float = 1e-5, groups: int = 2, slices: int = 1) -> nn.Module:
     """One normalisation layer for `num_features` channels (num_dims 4) or features (2)."""

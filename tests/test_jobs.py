@@ -174,12 +174,18 @@ def test_memory_stays_flat_over_start_stop_cycles(tmp_path, tiny):
         m.shutdown()
 
 
+def raises_once(exc: BaseException):
+    """An observer that raises `exc` at the first step it sees, then behaves."""
+    def observer(e):
+        if e.kind == "step" and observer.armed:
+            observer.armed = False
+            raise exc
+    observer.armed = True
+    return observer
+
+
 def test_a_listener_that_raises_fails_only_its_run(tmp_path, tiny):
-    def broken(e):
-        if e.kind == "step" and e.iteration == 2 and broken.armed:
-            broken.armed = False
-            raise RuntimeError("chart exporter broke")
-    broken.armed = True
+    broken = raises_once(RuntimeError("chart exporter broke"))
     m = JobManager(workers=1, store=RunStore(tmp_path / "db"), observers=[broken])
     try:
         worker = m._threads[0]
@@ -193,11 +199,8 @@ def test_a_listener_that_raises_fails_only_its_run(tmp_path, tiny):
 
 
 def test_a_worker_thread_that_dies_fails_its_run_and_is_replaced(tmp_path, tiny):
-    def fatal(e):  # SystemExit passes every `except Exception` and ends the thread
-        if e.kind == "step" and fatal.armed:
-            fatal.armed = False
-            raise SystemExit("simulated death of the worker thread")
-    fatal.armed = True
+    # SystemExit passes every `except Exception` and ends the thread
+    fatal = raises_once(SystemExit("simulated death of the worker thread"))
     m = JobManager(workers=1, store=RunStore(tmp_path / "db"), observers=[fatal])
     try:
         dead = m._threads[0]
