@@ -15,6 +15,7 @@ from .config import Config
 from .evaluation import evaluate, kept_buffers, mode
 from .events import BNSnapshot, EpochEnd, Evaluation, RunEnded, RunStarted, Step
 from .model import build_lenet, count_params, has_running_stats, norm_layers
+from .perf import tune_allocator
 
 Listener = Callable[[object], None]
 # A loss this far above chance (ln 10 ≈ 2.3) means the run has blown up even if it is finite:
@@ -124,6 +125,7 @@ class Trainer:
     def _run(self) -> None:
         cfg = self.cfg
         device = resolve_device(cfg.device)
+        self.summary["allocator"] = tune_allocator()
         torch.manual_seed(cfg.seed)
         ds = self.dataset or data_mod.load(cfg.dataset, cfg.train_size, device, cfg.seed)
         if ds.train_x.device != device:

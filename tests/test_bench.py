@@ -12,16 +12,22 @@ def test_bench_tiny_writes_json(tmp_path):
     r = subprocess.run([sys.executable, "-m", "bnviz", "bench", "--tiny", "--out", str(out)],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert "bnviz/d2l" in r.stdout and "bnviz/plain" in r.stdout
+    assert "bnviz/d2l" in r.stdout and "bnviz/plain" in r.stdout and "app: import" in r.stdout
     res = json.loads(out.read_text())
     assert res["mode"] == "tiny" and res["data_source"] == "subset" and res["n_train"] == 1024
-    for loop in ("bnviz", "d2l", "plain"):
-        s = res["loops"][loop]
+    assert set(res["loops"]) == {"bnviz", "d2l", "d2l_book", "plain", "plain_tuned"}
+    for loop, s in res["loops"].items():
         assert s["examples_per_sec"] > 0 and s["train_examples_per_sec"] > 0
         assert s["n_train"] == 1024 and 0 <= s["test_acc"] <= 1
+        # every loop ran in its own process, with its own allocator setting
+        tuned = loop in ("bnviz", "plain_tuned")
+        assert (s["allocator"] == "glibc malloc, buffers kept in the heap") == tuned, loop
     assert res["loops"]["bnviz"]["reported_examples_per_sec"] > 0
-    for key in ("bnviz_over_d2l", "bnviz_over_plain", "train_bnviz_over_d2l",
-                "train_bnviz_over_plain", "best_bnviz_over_d2l", "best_bnviz_over_plain"):
-        assert res["ratios"][key] > 0
+    for ref in ("d2l", "d2l_book", "plain", "plain_tuned"):
+        for pre in ("", "train_", "best_"):
+            assert res["ratios"][f"{pre}bnviz_over_{ref}"] > 0
     assert all(res["first_step"][k] > 0 for k in ("cold_s", "npy_cache_s", "warm_s"))
-    assert res["peak_rss_mib"] > 0
+    assert not res["app"]["errors"]
+    assert all(res["app"][k] > 0 for k in ("import_streamlit_s", "first_render_s",
+                                           "lab_render_s"))
+    assert res["peak_rss_mib"] > 0 and res["ten_epochs_estimate_s"] > 0
