@@ -235,6 +235,21 @@ def run_charts(v, key: str = "") -> None:
         snap_frame(), stat, rev)), key=f"affine{key}")
 
 
+def placeholder_charts() -> None:
+    """Empty frames of the first two live charts, before any run: the layout is in place and
+    the browser has loaded and compiled its plotting code (several MB of plotly.js, about a
+    second on a slow CPU) before Train is pressed, so the first point shows as soon as the
+    first step is done."""
+    import pandas as pd
+    c1, c2 = st.columns(2)
+    empty = pd.DataFrame()
+    for col, name, fig in ((c1, "loss", charts.loss_figure(empty)),
+                           (c2, "acc", charts.accuracy_figure(empty, empty))):
+        fig.add_annotation(text="press ▶ Train to start", showarrow=False, x=0.5, y=0.5,
+                           xref="paper", yref="paper", font=dict(color="grey", size=14))
+        col.plotly_chart(fig, key=f"placeholder_{name}")
+
+
 def downloads(v) -> None:
     c1, c2 = st.columns(2)
     c1.download_button("Metrics (CSV)", charts.steps_to_csv(v.steps_frame(), v.evals_frame()),

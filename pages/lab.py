@@ -87,6 +87,7 @@ c_link.text_input("Share link", ui.share_link(cfg, run_id if same else None),
 if view is None:
     st.info("Choose a configuration on the left (or a preset) and press **Train**. "
             "The defaults are d2l's LeNet-BN; on the bundled subset a run takes seconds.")
+    ui.placeholder_charts()
 else:
     if not same:
         diff = ui.config_diff(view.config, cfg)

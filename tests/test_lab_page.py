@@ -33,6 +33,16 @@ def test_renders_with_controls_from_the_registry():
     assert 1 in bs.options and 1024 in bs.options or "1" in bs.options
 
 
+def test_chart_frames_are_there_before_the_first_run():
+    # So the browser loads plotly.js on page open, not after Train (benchmarks/lab_latency.py).
+    at = lab()
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2
+    specs = [c.proto.spec for c in charts]
+    assert all("press ▶ Train to start" in s for s in specs)
+    assert "Training loss" in specs[0] and "Train vs test accuracy" in specs[1]
+
+
 def test_bad_link_values_are_listed_and_defaults_used():
     at = lab({"batch_size": "0", "lr": "NaN", "norm": "<script>", "bogus": "1",
               "epochs": "3"})
