@@ -80,11 +80,16 @@ def runner_from_env(env: Mapping[str, str] | None = None) -> Runner:
         store, error = RunStore(env.get("BNVIZ_DB") or None), ""
     except StoreError as e:
         store, error = None, str(e)
-    # Leave one core to the web server (and, on a laptop, the browser): torch's OpenMP threads
-    # spinning against other busy processes slow training far more than one thread fewer.
-    spare = max(1, (os.cpu_count() or 2) - 1)
-    threads = _int(env, "BNVIZ_TORCH_THREADS", 1 if hosted else spare) or None
-    mgr = JobManager(workers=max(1, _int(env, "BNVIZ_WORKERS", 1)), store=store,
-                     limits=limits, torch_threads=threads)
+    # Local default: two training threads, so a grid trains two runs at a time and a second
+    # tab need not queue, with (cores - 1) // 2 torch threads each (1 on a 2-core laptop).
+    # Single-threaded runs side by side each just take a core; an OpenMP team of 2 threads
+    # instead stalls at every op whenever the server or browser takes one of its cores.
+    # Measured on 2 cores (README, Benchmarks): a 6-run grid in 14 s on 2 workers against 26 s
+    # on one. Hosted: one worker with one torch thread, a core left to serve the visitors.
+    workers = max(1, _int(env, "BNVIZ_WORKERS", 1 if hosted else 2))
+    cores = os.cpu_count() or 2
+    threads = _int(env, "BNVIZ_TORCH_THREADS",
+                   1 if hosted else max(1, (cores - 1) // workers)) or None
+    mgr = JobManager(workers=workers, store=store, limits=limits, torch_threads=threads)
     mgr.last_store_error = error or mgr.last_store_error
     return mgr

@@ -77,3 +77,25 @@ def test_lab_page_runs_on_another_runner(tmp_path, monkeypatch):
     next(b for b in at.button if b.label == "▶ Train").click().run()
     assert not at.exception and fake.submitted == 1
     assert any("Finished" in s.value for s in at.success)
+
+
+def test_local_default_trains_two_runs_of_a_grid_at_once(tmp_path):
+    # BNVIZ_TORCH_THREADS=0 leaves this test process's torch thread count alone.
+    r = runner_from_env({"BNVIZ_DB": str(tmp_path / "runs.sqlite"), "BNVIZ_TORCH_THREADS": "0"})
+    hosted = runner_from_env({"BNVIZ_HOSTED": "1", "BNVIZ_DB": str(tmp_path / "h.sqlite"),
+                              "BNVIZ_TORCH_THREADS": "0"})
+    try:
+        assert r.stats()["workers"] == 2 and hosted.stats()["workers"] == 1
+        base = make_config("d2l-lenet-bn", dataset="subset", train_size=2048, batch_size=64,
+                           epochs=2, device="cpu")
+        ids = [r.submit(base.replace(seed=s), session="alice", group="grid", reuse=False)
+               for s in range(3)]
+        most, t0 = 0, time.time()
+        while any(r.get(i).active for i in ids) and time.time() - t0 < 120:
+            most = max(most, r.stats()["running"])
+            time.sleep(0.01)
+        assert most == 2  # two members side by side, never more than the workers
+        assert [r.get(i).status for i in ids] == ["finished"] * 3
+    finally:
+        r.shutdown()
+        hosted.shutdown()
