@@ -107,11 +107,8 @@ class BookFashionMNIST(torch.utils.data.Dataset):
 
 
 def has_pil() -> bool:
-    try:
-        import PIL.Image  # noqa: F401
-        return True
-    except ImportError:
-        return False
+    import importlib.util
+    return importlib.util.find_spec("PIL") is not None
 
 
 def d2l_loaders(ds: data_mod.Dataset, batch_size: int, workers: int, book: bool = False):

@@ -3,7 +3,10 @@ import streamlit as st
 
 from bnviz import ui
 from bnviz.experiments import ablation_grid
+from bnviz.nav import via_app
 from bnviz.ui_grid import grid_panel, submit_grid
+
+via_app()  # first request after a server start: rerun through app.py
 
 st.title("Which BN layers matter?")
 st.markdown("Trains LeNet-BN ten ways on the same seed and data: all four BN layers, none, "

@@ -5,7 +5,10 @@ from bnviz import charts, ui
 from bnviz.config import Config
 from bnviz.experiments import GridPoint, batch_size_grid
 from bnviz.inside import layer_io
+from bnviz.nav import via_app
 from bnviz.ui_grid import grid_controls, grid_panel, run_buttons
+
+via_app()  # first request after a server start: rerun through app.py
 
 st.title("Batch size")
 st.info(ui.BATCH_HELP)

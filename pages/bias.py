@@ -4,7 +4,10 @@ import streamlit as st
 from bnviz import charts, compare, ui
 from bnviz.experiments import bias_grid
 from bnviz.model import build_lenet, count_params
+from bnviz.nav import via_app
 from bnviz.ui_grid import grid_controls, grid_panel, run_buttons
+
+via_app()  # first request after a server start: rerun through app.py
 
 st.title("Bias before BN")
 st.markdown("BN subtracts the batch mean, so a constant bias added by the layer before it is "

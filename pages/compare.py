@@ -4,6 +4,9 @@ import re
 import streamlit as st
 
 from bnviz import charts, compare, ui
+from bnviz.nav import via_app
+
+via_app()  # first request after a server start: rerun through app.py
 
 st.title("Compare runs")
 mgr = ui.manager()

@@ -6,7 +6,10 @@ import torch
 from bnviz import charts
 from bnviz.experiments import devices_grid
 from bnviz.inside import per_device_stats
+from bnviz.nav import via_app
 from bnviz.ui_grid import grid_controls, grid_panel, run_buttons
+
+via_app()  # first request after a server start: rerun through app.py
 
 st.title("BN on several GPUs")
 st.markdown("Under DataParallel/DDP each GPU's BN normalises only its own slice of the batch: "

@@ -3,7 +3,10 @@ import streamlit as st
 
 from bnviz import reading, ui
 from bnviz.experiments import GridPoint
+from bnviz.nav import via_app
 from bnviz.ui_grid import grid_controls, run_buttons
+
+via_app()  # first request after a server start: rerun through app.py
 
 st.title("Fluctuating test accuracy")
 st.markdown("In eval mode BN normalises with *running* statistics: an exponential moving "

@@ -3,7 +3,10 @@ import streamlit as st
 
 from bnviz import charts, ui
 from bnviz.experiments import GridPoint
+from bnviz.nav import via_app
 from bnviz.ui_grid import grid_controls, grid_panel, run_buttons
+
+via_app()  # first request after a server start: rerun through app.py
 
 st.title("gamma and beta")
 st.markdown("Each BN layer learns one scale (gamma) and one shift (beta) per channel. Watch "

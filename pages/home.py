@@ -1,5 +1,9 @@
 import streamlit as st
 
+from bnviz.nav import via_app
+
+via_app()  # first request after a server start: rerun through app.py
+
 st.title("bnviz — Batch Normalization, live")
 st.markdown("""
 bnviz trains LeNet on Fashion-MNIST — the model of the BatchNorm chapter of

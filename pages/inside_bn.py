@@ -4,6 +4,9 @@ import streamlit as st
 
 from bnviz import charts, ui
 from bnviz.inside import layer_io
+from bnviz.nav import via_app
+
+via_app()  # first request after a server start: rerun through app.py
 
 st.title("Inside a BN layer")
 st.markdown(r"""

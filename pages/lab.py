@@ -3,6 +3,9 @@ import streamlit as st
 
 from bnviz import ui
 from bnviz.config import KNOBS, SITES
+from bnviz.nav import via_app
+
+via_app()  # first request after a server start: rerun through app.py
 
 st.title("Live lab")
 warnings = ui.load_url_once("lab")

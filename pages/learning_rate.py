@@ -3,7 +3,10 @@ import streamlit as st
 
 from bnviz import charts
 from bnviz.experiments import lr_grid
+from bnviz.nav import via_app
 from bnviz.ui_grid import grid_controls, grid_panel, run_buttons
+
+via_app()  # first request after a server start: rerun through app.py
 
 st.title("Learning rate")
 st.markdown("d2l trains LeNet with lr 0.9 and LeNet-BN with lr 1.0. This sweep finds where "
