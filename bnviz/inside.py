@@ -8,7 +8,7 @@ import torch
 
 from . import data as data_mod
 from .config import Config
-from .model import build_lenet, norm_layers
+from .model import build_lenet, build_seeded, norm_layers
 from .norms import batch_stats
 
 
@@ -36,8 +36,7 @@ def real_batch(cfg: Config, n: int, seed: int = 0) -> torch.Tensor:
 
 def capture(cfg: Config, x: torch.Tensor, seed: int = 0) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Input and output of every norm layer for batch `x`, in train mode (batch statistics)."""
-    torch.manual_seed(seed)
-    net = build_lenet(cfg)
+    net = build_seeded(cfg, seed)
     net.train()
     seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     hooks = [m.register_forward_hook(

@@ -1,6 +1,7 @@
 """LeNet as d2l builds it, with every model knob of the config applied."""
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 
 import torch
@@ -10,8 +11,45 @@ from .config import Config
 from .norms import BatchNormScratch, GhostBatchNorm, make_norm
 
 
+# torch's global RNG is one per process. Two runs built at once on two worker threads would
+# interleave their draws (different weights for the same seed), so seeding and building hold
+# this lock; dropout draws from a generator of its own (SeededDropout) for the same reason.
+INIT_LOCK = threading.Lock()
+
+
+def build_seeded(cfg: Config, seed: int | None = None, **kw) -> nn.Sequential:
+    """torch.manual_seed(seed) then build_lenet, atomically across threads."""
+    with INIT_LOCK:
+        torch.manual_seed(cfg.seed if seed is None else seed)
+        return build_lenet(cfg, **kw)
+
+
+class SeededDropout(nn.Dropout):
+    """nn.Dropout whose masks come from the run's own generator, seeded from the run's seed:
+    the same masks whatever other runs train at the same time. Same maths as F.dropout (zero
+    with probability p, scale the rest by 1/(1-p)); a different random stream from it."""
+
+    def __init__(self, p: float, seed: int):
+        super().__init__(p)
+        self.seed = seed
+        self._gen: torch.Generator | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        if self.p >= 1:
+            return x * 0
+        if self._gen is None or self._gen.device != x.device:
+            self._gen = torch.Generator(device=x.device).manual_seed(self.seed)
+        keep = torch.empty_like(x).bernoulli_(1 - self.p, generator=self._gen)
+        return x * keep.div_(1 - self.p)
+
+
 def _act(name: str) -> nn.Module:
     return nn.Sigmoid() if name == "sigmoid" else nn.ReLU()
+
+
+SITE_INDEX = {"conv1": 0, "conv2": 1, "fc1": 2, "fc2": 3}
 
 
 def site_layers(cfg: Config, site: str, width: int, num_dims: int) -> list[tuple[str, nn.Module]]:
@@ -20,7 +58,7 @@ def site_layers(cfg: Config, site: str, width: int, num_dims: int) -> list[tuple
     if fc and cfg.dropout_fc and getattr(cfg, f"norm_{site}"):
         # d2l's dropout chapter puts dropout after the activation.
         return [(f"{site}_act", _act(cfg.activation)),
-                (f"{site}_dropout", nn.Dropout(cfg.dropout_p))]
+                (f"{site}_dropout", SeededDropout(cfg.dropout_p, cfg.seed * 4 + SITE_INDEX[site]))]
     if cfg.norm == "none" or not getattr(cfg, f"norm_{site}"):
         return [(f"{site}_act", _act(cfg.activation))]
     norm = make_norm(cfg.norm, width, num_dims, momentum=cfg.momentum, eps=cfg.eps,

@@ -14,7 +14,7 @@ from . import data as data_mod
 from .config import Config
 from .evaluation import evaluate, kept_buffers, mode
 from .events import BNSnapshot, EpochEnd, Evaluation, RunEnded, RunStarted, Step
-from .model import build_lenet, count_params, has_running_stats, norm_layers
+from .model import build_seeded, count_params, has_running_stats, norm_layers
 from .perf import tune_allocator
 
 Listener = Callable[[object], None]
@@ -126,13 +126,12 @@ class Trainer:
         cfg = self.cfg
         device = resolve_device(cfg.device)
         self.summary["allocator"] = tune_allocator()
-        torch.manual_seed(cfg.seed)
         ds = self.dataset or data_mod.load(cfg.dataset, cfg.train_size, device, cfg.seed)
         if ds.train_x.device != device:
             ds = data_mod.Dataset(ds.train_x.to(device), ds.train_y.to(device),
                                   ds.test_x.to(device), ds.test_y.to(device), ds.source,
                                   ds.origin)
-        net = build_lenet(cfg).to(device)
+        net = build_seeded(cfg).to(device)
         params = [p for p in net.parameters() if p.requires_grad]
         opt = torch.optim.SGD(params, lr=cfg.lr)
         n = len(ds.train_y)

@@ -4,6 +4,7 @@ itself is measured by `python -m bnviz bench`, never asserted here."""
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -104,3 +105,46 @@ def test_allocator_setting_is_idempotent_and_can_be_turned_off():
                              text=True, env={k: v for k, v in os.environ.items()
                                              if k not in ("BNVIZ_ALLOCATOR", "LD_PRELOAD")})
         assert out.stdout.strip() == "glibc malloc, buffers kept in the heap"
+
+
+def test_runs_trained_side_by_side_match_a_run_trained_alone():
+    """Two worker threads (the local server's default) must not share torch's global RNG:
+    same config and seed, same numbers, whether a run trains alone or beside another."""
+    from bnviz.jobs import JobManager
+    cfgs = [make_config("d2l-lenet-bn", dataset="subset", train_size=512, batch_size=64,
+                        epochs=2, device="cpu", seed=5, dropout_fc=True),
+            make_config("d2l-lenet", dataset="subset", train_size=512, batch_size=64,
+                        epochs=2, device="cpu", seed=5)]
+    alone = [Trainer(c).run() for c in cfgs]
+    mgr = JobManager(workers=2, store=None)
+    try:
+        for _ in range(2):  # twice: two starts at once, then again with the other order
+            ids = [mgr.submit(c, reuse=False) for c in cfgs]
+            while any(mgr.get(i).active for i in ids):
+                time.sleep(0.01)
+            side = [mgr.get(i).summary for i in ids]
+            for a, b in zip(alone, side):
+                assert b["status"] == "finished"
+                assert (a["train_loss"], a["test_acc"]) == (b["train_loss"], b["test_acc"])
+            cfgs.reverse()
+            alone.reverse()
+    finally:
+        mgr.shutdown()
+
+
+def test_seeded_dropout_is_dropout():
+    from bnviz.model import SeededDropout
+    d = SeededDropout(0.25, seed=1)
+    x = torch.ones(200, 500)
+    y = d(x)
+    kept = y != 0
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.75))
+    assert abs(kept.float().mean().item() - 0.75) < 0.01
+    assert torch.equal(SeededDropout(0.25, seed=1)(x), y)  # the seed fixes the masks
+    assert not torch.equal(SeededDropout(0.25, seed=2)(x), y)
+    d.eval()
+    assert torch.equal(d(x), x)
+    x.requires_grad_()
+    d.train()
+    SeededDropout(0.25, seed=1)(x).sum().backward()
+    assert torch.equal(x.grad, y)  # d/dx of x·mask/(1-p) is mask/(1-p)
