@@ -7,6 +7,7 @@ shared by every browser session of a server and implements `runner.Runner`.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -261,7 +262,7 @@ class JobManager:
 
     def _run(self, rec: RunRecord) -> None:
         try:
-            listeners = [rec, *self.observers]
+            listeners = [self._saved_before_ended(rec), *self.observers]
             if self.store is not None:
                 listeners.append(self._on_start(rec))
             Trainer(rec.config, listeners, stop=rec.stop).run()
@@ -271,22 +272,34 @@ class JobManager:
             rec.set_status("failed", "the run ended without a result")
         self._persist(rec)
 
+    def _saved_before_ended(self, rec: RunRecord):
+        """The record as listener, except that a run's final state reaches the store before
+        the record says it ended: whoever sees 'finished' here finds it stored too."""
+        def listener(e):
+            if e.kind == "ended" and self.store is not None:
+                final = dataclasses.replace(rec.view(), status=e.status, reason=e.reason,
+                                            ended=time.time(), summary=dict(e.summary))
+                self._persist(rec, final)
+            rec(e)
+        return listener
+
     def _on_start(self, rec: RunRecord):
         def listener(e):
             if e.kind == "started":
                 self._persist(rec)
         return listener
 
-    def _persist(self, rec: RunRecord | None = None) -> None:
-        """Save a run; when the store is locked or gone, keep it as unsaved and save it (and
-        every other unsaved run) with the next save that works, so no run is lost."""
+    def _persist(self, rec: RunRecord | None = None, view: RunView | None = None) -> None:
+        """Save a run (as `view` when given); when the store is locked or gone, keep it as
+        unsaved and save it (and every other unsaved run) with the next save that works, so no
+        run is lost."""
         if self.store is None:
             return
         pending = [rec] if rec is not None else []
         pending += [r for r in list(self._unsaved.values()) if r is not rec]
         for r in pending:
             try:
-                self.store.save(r.view())
+                self.store.save(view if view is not None and r is rec else r.view())
             except StoreError as e:
                 self._unsaved[r.run_id] = r
                 self.last_store_error = str(e)

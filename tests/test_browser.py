@@ -22,6 +22,18 @@ def wait_until(fn, timeout=60.0, every=0.1):
     raise AssertionError("timed out waiting")
 
 
+def settled_points(page, quiet=1.5, timeout=30.0) -> int:
+    last, since, t0 = -1, time.time(), time.time()
+    while time.time() - t0 < timeout:
+        n = sum(chart_points(page))
+        if n != last:
+            last, since = n, time.time()
+        elif n > 0 and time.time() - since >= quiet:
+            return n
+        time.sleep(0.1)
+    raise AssertionError(f"chart points never settled (last {last})")
+
+
 def test_train_watch_points_grow_then_stop(tmp_path, browser):
     with serve(tmp_path / "runs.sqlite") as (url, _):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -57,7 +69,9 @@ def test_share_link_opens_the_same_run_in_a_fresh_context(tmp_path, browser):
         page.get_by_text("Finished").first.wait_for(timeout=60000)
         link = page.url
         assert "run=" in link
-        points = sum(chart_points(page))
+        # "Finished" is drawn just before that render's charts: read the points once the
+        # final charts are in (the count stops changing).
+        points = settled_points(page)
         ctx.close()
         fresh = browser.new_context(viewport={"width": 1400, "height": 1000})
         p2 = fresh.new_page()
