@@ -75,12 +75,15 @@ def grid_panel(points: list[GridPoint], key: str, chart=charts.grid_bar_figure) 
         t = grid_table(points)
         done = int((~t.status.isin(["queued", "running", "not run"])).sum())
         running = t[t.status == "running"]
-        now = ""
-        if not running.empty:
-            v = ui.manager().get(running.iloc[0].run_id)
-            now = f" — now: {running.iloc[0].run} ({v.progress['fraction']:.0%})" if v else ""
+        parts, frac = [], 0.0  # several runs train at once when the server has the workers
+        for row in running.itertuples():
+            v = ui.manager().get(row.run_id)
+            if v is not None:
+                parts.append(f"{row.run} ({v.progress['fraction']:.0%})")
+                frac += v.progress["fraction"]
+        now = f" — now: {', '.join(parts)}" if parts else ""
         if done < len(t):
-            st.progress(done / len(t), text=f"{done} of {len(t)} runs done{now}")
+            st.progress(min(1.0, (done + frac) / len(t)), text=f"{done} of {len(t)} runs done{now}")
         st.plotly_chart(chart(t, revision=key), key=f"chart_{key}")
         st.dataframe(t.drop(columns=["run_id"]).style.format(
             {c: "{:.3f}" for c in ("train_loss", "train_acc", "test_acc", "gap",
