@@ -261,18 +261,22 @@ class JobManager:
                 self._threads[i] = self._spawn(i)
 
     def _run(self, rec: RunRecord) -> None:
+        saved = threading.Event()  # set once the run's final state is in the store
         try:
-            listeners = [self._saved_before_ended(rec), *self.observers]
+            listeners = [self._saved_before_ended(rec, saved), *self.observers]
             if self.store is not None:
                 listeners.append(self._on_start(rec))
             Trainer(rec.config, listeners, stop=rec.stop).run()
         except Exception as e:  # noqa: BLE001 - the worker lives on, the run is failed
             rec.set_status("failed", f"the worker crashed: {type(e).__name__}: {e}")
+            saved.clear()
         if rec.status in ACTIVE:  # no RunEnded reached the record
             rec.set_status("failed", "the run ended without a result")
-        self._persist(rec)
+            saved.clear()
+        if not saved.is_set():
+            self._persist(rec)
 
-    def _saved_before_ended(self, rec: RunRecord):
+    def _saved_before_ended(self, rec: RunRecord, saved: threading.Event):
         """The record as listener, except that a run's final state reaches the store before
         the record says it ended: whoever sees 'finished' here finds it stored too."""
         def listener(e):
@@ -280,6 +284,8 @@ class JobManager:
                 final = dataclasses.replace(rec.view(), status=e.status, reason=e.reason,
                                             ended=time.time(), summary=dict(e.summary))
                 self._persist(rec, final)
+                if rec.run_id not in self._unsaved:
+                    saved.set()
             rec(e)
         return listener
 

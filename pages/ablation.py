@@ -3,7 +3,7 @@ import streamlit as st
 
 from bnviz import ui
 from bnviz.experiments import ablation_grid
-from bnviz.nav import via_app
+from bnviz.ui_nav import via_app
 from bnviz.ui_grid import grid_panel, submit_grid
 
 via_app()  # first request after a server start: rerun through app.py

@@ -5,7 +5,7 @@ from bnviz import charts, ui
 from bnviz.config import Config
 from bnviz.experiments import GridPoint, batch_size_grid
 from bnviz.inside import layer_io
-from bnviz.nav import via_app
+from bnviz.ui_nav import via_app
 from bnviz.ui_grid import grid_controls, grid_panel, run_buttons
 
 via_app()  # first request after a server start: rerun through app.py

@@ -4,7 +4,7 @@ import streamlit as st
 from bnviz import charts, compare, ui
 from bnviz.experiments import bias_grid
 from bnviz.model import build_lenet, count_params
-from bnviz.nav import via_app
+from bnviz.ui_nav import via_app
 from bnviz.ui_grid import grid_controls, grid_panel, run_buttons
 
 via_app()  # first request after a server start: rerun through app.py

@@ -4,7 +4,7 @@ import re
 import streamlit as st
 
 from bnviz import charts, compare, ui
-from bnviz.nav import via_app
+from bnviz.ui_nav import via_app
 
 via_app()  # first request after a server start: rerun through app.py
 

@@ -6,7 +6,7 @@ import torch
 from bnviz import charts
 from bnviz.experiments import devices_grid
 from bnviz.inside import per_device_stats
-from bnviz.nav import via_app
+from bnviz.ui_nav import via_app
 from bnviz.ui_grid import grid_controls, grid_panel, run_buttons
 
 via_app()  # first request after a server start: rerun through app.py

@@ -3,7 +3,7 @@ import streamlit as st
 
 from bnviz import charts, ui
 from bnviz.experiments import GridPoint
-from bnviz.nav import via_app
+from bnviz.ui_nav import via_app
 from bnviz.ui_grid import grid_controls, grid_panel, run_buttons
 
 via_app()  # first request after a server start: rerun through app.py

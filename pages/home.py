@@ -1,6 +1,6 @@
 import streamlit as st
 
-from bnviz.nav import via_app
+from bnviz.ui_nav import via_app
 
 via_app()  # first request after a server start: rerun through app.py
 

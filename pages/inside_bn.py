@@ -4,7 +4,7 @@ import streamlit as st
 
 from bnviz import charts, ui
 from bnviz.inside import layer_io
-from bnviz.nav import via_app
+from bnviz.ui_nav import via_app
 
 via_app()  # first request after a server start: rerun through app.py
 

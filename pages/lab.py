@@ -3,7 +3,7 @@ import streamlit as st
 
 from bnviz import ui
 from bnviz.config import KNOBS, SITES
-from bnviz.nav import via_app
+from bnviz.ui_nav import via_app
 
 via_app()  # first request after a server start: rerun through app.py
 

@@ -40,7 +40,7 @@ def test_train_watch_points_grow_then_stop(tmp_path, browser):
         page.goto(url + "/lab?dataset=subset&train_size=2048&batch_size=16&epochs=200")
         page.get_by_role("button", name="▶ Train").wait_for(timeout=30000)
         # The first request to a fresh server, a deep link, still ran through app.py
-        # (bnviz/nav.py): its page config and the top menu are there.
+        # (bnviz/ui_nav.py): its page config and the top menu are there.
         page.locator("header").get_by_text("Questions, answered by experiment").wait_for(
             timeout=10000)
         assert page.title() == "bnviz — BatchNorm, live"

@@ -13,7 +13,7 @@ def guarded(name, *a, **k):
     return real(name, *a, **k)
 builtins.__import__ = guarded
 import bnviz.config, bnviz.data, bnviz.model, bnviz.trainer, bnviz.jobs, bnviz.store
-import bnviz.inside, bnviz.bench, bnviz.runner, bnviz.experiments, bnviz.cli, bnviz.perf
+import bnviz.inside, bnviz.bench, bnviz.bench_loops, bnviz.runner, bnviz.experiments, bnviz.cli, bnviz.perf
 from bnviz.config import make_config
 from bnviz.trainer import train
 print(train(make_config(dataset='subset', train_size=256, epochs=1))['status'])
