@@ -57,7 +57,8 @@ def _summarise(runs: list[dict]) -> dict:
                train_examples_per_sec=n / med["train_s"], best_examples_per_sec=n / fast,
                spread=slow / fast,
                test_acc=statistics.median(r["test_acc"] for r in runs),
-               allocator=runs[0]["allocator"], threads=runs[0]["threads"],
+               allocator=runs[0]["allocator"], fused=runs[0]["fused"],
+               threads=runs[0]["threads"],
                peak_rss_mib=max(r["peak_rss_mib"] for r in runs), runs=runs)
     if "reported_examples_per_sec" in runs[0]:
         out["reported_examples_per_sec"] = statistics.median(
@@ -104,13 +105,13 @@ def format_report(res: dict) -> str:
     lines = [f"{res['mode']} benchmark on {res['device']} ({res['threads']} torch threads, "
              f"{res['cpus']} CPUs), {res['data']}, batch {res['batch_size']}, "
              f"median of {res['epochs']} epoch(s) per loop, each in a fresh process",
-             f"{'loop':11s} {'epoch s':>8s} {'train s':>8s} {'eval s':>7s} {'examples/s':>11s} "
-             f"{'train ex/s':>11s} {'best ex/s':>10s} {'spread':>6s} {'test acc':>8s}  allocator"]
+             f"{'loop':13s} {'epoch s':>8s} {'train s':>8s} {'eval s':>7s} {'examples/s':>11s} "
+             f"{'train ex/s':>11s} {'best ex/s':>10s} {'spread':>6s} {'test acc':>8s}  fused kernels; allocator"]
     for name, s in res["loops"].items():
-        lines.append(f"{name:11s} {s['epoch_s']:8.2f} {s['train_s']:8.2f} {s['eval_s']:7.2f} "
+        lines.append(f"{name:13s} {s['epoch_s']:8.2f} {s['train_s']:8.2f} {s['eval_s']:7.2f} "
                      f"{s['examples_per_sec']:11,.0f} {s['train_examples_per_sec']:11,.0f} "
                      f"{s['best_examples_per_sec']:10,.0f} {s['spread']:6.2f} "
-                     f"{s['test_acc']:8.3f}  {s['allocator']}")
+                     f"{s['test_acc']:8.3f}  {s['fused']}; {s['allocator']}")
     r, f = res["ratios"], res["first_step"]
     lines += [f"bnviz's own examples_per_sec: "
               f"{res['loops']['bnviz']['reported_examples_per_sec']:,.0f} (steps only)"]

@@ -1,7 +1,8 @@
 """The loops `python -m bnviz bench` times, one per fresh process:
 `python -m bnviz.bench_loops --child LOOP [--tiny]` prints one JSON line.
 
-bnviz: `Trainer(cfg, listeners).run()` with its usual epoch-end evaluation. d2l: train_ch6 as
+bnviz: `Trainer(cfg, listeners).run()` with its usual epoch-end evaluation. bnviz_unfused:
+the same with BNVIZ_FUSED=0 (PyTorch's ops for BatchNorm → sigmoid → pool). d2l: train_ch6 as
 d2l writes it (DataLoader, `.to(device)` and float() metrics per batch, test accuracy through
 a DataLoader too). d2l_book: the same over the book's data path (torchvision's FashionMNIST
 and ToTensor: a PIL image per example); skipped where PIL is missing. plain: tensors resident
@@ -30,10 +31,11 @@ from . import data as data_mod
 from .config import Config, make_config
 from .evaluation import EVAL_CHUNK  # the plain loop evaluates in the Trainer's chunks
 from .model import build_lenet
+from . import fused
 from .perf import allocator, tune_allocator
 from .trainer import Trainer, resolve_device
 
-LOOPS = ("bnviz", "d2l", "d2l_book", "plain", "plain_tuned")
+LOOPS = ("bnviz", "bnviz_unfused", "d2l", "d2l_book", "plain", "plain_tuned")
 WARMUP_EXAMPLES = 1024  # four batches: first-use kernel setup stays out of the timed rounds
 D2L_WORKERS = 4  # d2l.get_dataloader_workers()
 
@@ -233,13 +235,15 @@ def run_child(loop: str, tiny: bool) -> dict:
         return time_to_first_step(cfg)
     if loop == "plain_tuned":
         tune_allocator()  # the bnviz loop's Trainer does this itself
+    if loop == "bnviz_unfused":
+        os.environ["BNVIZ_FUSED"] = "0"  # read when the library is first asked for
     workers = 0 if tiny else D2L_WORKERS
     # A host copy: the d2l loop's loaders read from host memory, as torchvision's do.
     ds = data_mod.load(cfg.dataset, cfg.train_size, "cpu", cfg.seed)
     w = WARMUP_EXAMPLES
     small = data_mod.Dataset(ds.train_x[:w], ds.train_y[:w], ds.test_x[:w], ds.test_y[:w],
                              ds.source, ds.origin)
-    if loop == "bnviz":
+    if loop in ("bnviz", "bnviz_unfused"):
         run_bnviz(cfg.replace(train_size=min(w, len(ds.train_y))))
         res = run_bnviz(cfg)
     elif loop in ("d2l", "d2l_book"):
@@ -252,6 +256,7 @@ def run_child(loop: str, tiny: bool) -> dict:
     else:
         raise ValueError(f"unknown loop {loop!r}")
     return dict(res, allocator=allocator(), threads=torch.get_num_threads(),
+                fused=fused.status() if loop.startswith("bnviz") else "off (PyTorch's ops)",
                 data=ds.description, data_source=ds.source, n_test=len(ds.test_y),
                 # DataLoader workers are forked: Linux starts a child's peak at the parent's.
                 peak_rss_mib=_maxrss_mib(resource.RUSAGE_SELF),

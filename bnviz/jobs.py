@@ -35,9 +35,13 @@ def _lane(rec: RunRecord) -> str:
 
 def warm_up() -> None:
     """Pay one-off costs before the first Train press: torch's first optimizer imports
-    torch._dynamo (over a second here), and the data set is decoded into memory."""
+    torch._dynamo (over a second here), the fused CPU kernels are compiled on a fresh machine
+    (about half a second) and the data set is decoded into memory."""
     import torch
+
+    from . import fused
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    fused.status()
     try:
         data_mod.load("auto")
     except data_mod.DataError:

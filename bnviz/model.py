@@ -7,6 +7,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from . import fused
 from .config import Config
 from .norms import BatchNormScratch, GhostBatchNorm, make_norm
 
@@ -120,10 +121,32 @@ class AvgPool2x2(nn.Module):
         return f"{self.size}×{self.size} → {self.size // 2}×{self.size // 2}, 2×2 mean"
 
 
+class LeNet(nn.Sequential):
+    """nn.Sequential that runs each BatchNorm2d → Sigmoid → AvgPool2x2 block in training mode
+    as one fused CPU kernel (bnviz/fused.py) when it can; otherwise, and always in eval mode,
+    on CUDA or with a hook on the block, module by module. Same modules, names and
+    state_dict as a plain nn.Sequential."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mods = list(self._modules.values())
+        i = 0
+        while i < len(mods):
+            m = mods[i]
+            if i + 2 < len(mods) and isinstance(pool := mods[i + 2], AvgPool2x2) \
+                    and fused.fusable(m, mods[i + 1], pool.size, x) and not fused._hooked(pool):
+                x = fused.bn_sigmoid_pool(m, x)
+                i += 3
+            else:
+                x = m(x)
+                i += 1
+        return x
+
+
 def build_lenet(cfg: Config, fast_pool: bool = True) -> nn.Sequential:
     """Conv(1→6,k5) → [norm] → act → AvgPool2 → Conv(6→16,k5) → [norm] → act → AvgPool2 →
     Flatten → Linear(→120) → [norm] → act → Linear(120→84) → [norm] → act → Linear(84→10).
-    `fast_pool=False` uses nn.AvgPool2d, the reference the fast pooling is tested against."""
+    `fast_pool=False` builds a plain nn.Sequential with nn.AvgPool2d: the reference that the
+    fast pooling and the fused kernels are tested against."""
     def bias(site: str) -> bool:
         return cfg.bias or not feeds_norm(cfg, site)
 
@@ -148,7 +171,7 @@ def build_lenet(cfg: Config, fast_pool: bool = True) -> nn.Sequential:
         *site_layers(cfg, "fc2", 84, 2),
         ("fc3", nn.Linear(84, 10)),
     ]
-    net = nn.Sequential(OrderedDict(layers))
+    net = (LeNet if fast_pool else nn.Sequential)(OrderedDict(layers))
     for m in net.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             nn.init.xavier_uniform_(m.weight)

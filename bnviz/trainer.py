@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from . import data as data_mod
+from . import fused
 from .config import Config
 from .evaluation import evaluate, kept_buffers, mode
 from .events import BNSnapshot, EpochEnd, Evaluation, RunEnded, RunStarted, Step
@@ -126,6 +127,9 @@ class Trainer:
         cfg = self.cfg
         device = resolve_device(cfg.device)
         self.summary["allocator"] = tune_allocator()
+        self.summary["fused"] = (fused.status() if device.type == "cpu"
+                                 else f"off (fused kernels are for the CPU; {device.type} "
+                                      "runs PyTorch's)")
         ds = self.dataset or data_mod.load(cfg.dataset, cfg.train_size, device, cfg.seed)
         if ds.train_x.device != device:
             ds = data_mod.Dataset(ds.train_x.to(device), ds.train_y.to(device),

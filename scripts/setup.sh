@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dev=0; [ "${1:-}" = "--dev" ] && dev=1
-pkgs=(dataset-fashion-mnist)
+# gcc builds bnviz's fused CPU kernels (bnviz/fused.c); without it training uses PyTorch's ops.
+pkgs=(dataset-fashion-mnist gcc libc6-dev)
 [ $dev = 1 ] && pkgs+=(chromium)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -15,15 +15,19 @@ def test_bench_tiny_writes_json(tmp_path):
     assert "bnviz/d2l" in r.stdout and "bnviz/plain" in r.stdout and "app: import" in r.stdout
     res = json.loads(out.read_text())
     assert res["mode"] == "tiny" and res["data_source"] == "subset" and res["n_train"] == 1024
-    assert set(res["loops"]) == {"bnviz", "d2l", "d2l_book", "plain", "plain_tuned"}
+    assert set(res["loops"]) == {"bnviz", "bnviz_unfused", "d2l", "d2l_book", "plain",
+                                 "plain_tuned"}
     for loop, s in res["loops"].items():
         assert s["examples_per_sec"] > 0 and s["train_examples_per_sec"] > 0
         assert s["n_train"] == 1024 and 0 <= s["test_acc"] <= 1
         # every loop ran in its own process, with its own allocator setting
-        tuned = loop in ("bnviz", "plain_tuned")
+        tuned = loop in ("bnviz", "bnviz_unfused", "plain_tuned")
         assert (s["allocator"] == "glibc malloc, buffers kept in the heap") == tuned, loop
+        # only the bnviz loop may use the fused kernels; it says whether it did, and why not
+        assert s["fused"].startswith("off") or loop == "bnviz", (loop, s["fused"])
+    assert res["loops"]["bnviz_unfused"]["fused"] == "off (BNVIZ_FUSED=0)"
     assert res["loops"]["bnviz"]["reported_examples_per_sec"] > 0
-    for ref in ("d2l", "d2l_book", "plain", "plain_tuned"):
+    for ref in ("bnviz_unfused", "d2l", "d2l_book", "plain", "plain_tuned"):
         for pre in ("", "train_", "best_"):
             assert res["ratios"][f"{pre}bnviz_over_{ref}"] > 0
     assert all(res["first_step"][k] > 0 for k in ("cold_s", "npy_cache_s", "warm_s"))
