@@ -125,7 +125,8 @@ def format_report(res: dict) -> str:
               f"first Step after Trainer start: cold {f['cold_s']:.2f} s, .npy cache "
               f"{f['npy_cache_s']:.2f} s, warm {f['warm_s']:.2f} s (+ "
               f"{f['torch_first_optimizer_s']:.2f} s once per process: torch's first "
-              f"optimizer imports torch._dynamo)"]
+              f"optimizer imports torch._dynamo; + {f['fused_build_s']:.2f} s once per "
+              f"machine: building the fused kernels, {f['fused']})"]
     app = res.get("app")
     if app and "error" not in app:
         lines.append(f"app: import streamlit {app['import_streamlit_s']:.2f} s, first render "

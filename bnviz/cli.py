@@ -117,6 +117,9 @@ def summary_line(s: dict) -> str:
             f"test acc {s['test_acc']:.3f}, {s['examples_per_sec']:,.0f} examples/s, "
             f"{s.get('wall_time', 0):.1f} s on {s.get('device', '?')} "
             f"[{s.get('data_source', '?')} data]")
+    fused = str(s.get("fused", ""))
+    if s.get("device") == "cpu" and fused.startswith("off ("):
+        base += f"; fused CPU kernels {fused}"  # why this run was slower than it could be
     return base + (f" — {s['reason']}" if s.get("reason") else "")
 
 

@@ -30,7 +30,9 @@ def test_bench_tiny_writes_json(tmp_path):
     for ref in ("bnviz_unfused", "d2l", "d2l_book", "plain", "plain_tuned"):
         for pre in ("", "train_", "best_"):
             assert res["ratios"][f"{pre}bnviz_over_{ref}"] > 0
-    assert all(res["first_step"][k] > 0 for k in ("cold_s", "npy_cache_s", "warm_s"))
+    assert all(res["first_step"][k] > 0 for k in ("cold_s", "npy_cache_s", "warm_s",
+                                                   "fused_build_s"))
+    assert res["first_step"]["fused"].startswith(("on", "off ("))
     assert not res["app"]["errors"]
     assert all(res["app"][k] > 0 for k in ("import_streamlit_s", "first_render_s",
                                            "lab_render_s"))
