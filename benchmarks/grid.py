@@ -1,0 +1,97 @@
+"""Times one grid (the BN-placement ablation, 10 configs) four ways, in one run on one machine:
+
+    cli_seq    python -m bnviz ablation --jobs 1: one run after another, every core to each
+    cli_jobs2  python -m bnviz ablation --jobs 2: two processes, cores // 2 torch threads each
+    dash_1     the dashboard's JobManager with 1 worker thread and cores torch threads
+    dash_2     the local dashboard's default: 2 worker threads, (cores - 1) // 2 torch threads
+
+Each in a fresh process, nothing read from or written to the run store. Prints the wall times
+and the speed-up of each over cli_seq (the issue's "its configs run one after another").
+
+    python benchmarks/grid.py [--epochs 3] [--dataset full] [--out FILE.json]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def dashboard(workers: int, threads: int, epochs: int, dataset: str) -> dict:
+    """Submit every point of the grid at once, as the ablation page does; wait for all."""
+    from bnviz.config import make_config
+    from bnviz.experiments import ablation_grid
+    from bnviz.jobs import JobManager
+    mgr = JobManager(workers=workers, store=None, torch_threads=threads)
+    points = ablation_grid(make_config("d2l-lenet-bn", epochs=epochs, dataset=dataset))
+    t0 = time.perf_counter()
+    ids = [mgr.submit(p.config, session="bench", group="grid") for p in points]
+    while True:
+        views = [mgr.get(i) for i in ids]
+        if all(v is not None and not v.active for v in views):
+            break
+        time.sleep(0.2)
+    wall = time.perf_counter() - t0
+    mgr.shutdown()
+    bad = [f"{v.status}: {v.reason}" for v in views if v.status != "finished"]
+    return dict(wall_s=wall, runs=len(ids), failed=bad)
+
+
+def cli(jobs: int, epochs: int, dataset: str) -> dict:
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [sys.executable, "-m", "bnviz", "ablation", "--epochs", str(epochs), "--dataset",
+               dataset, "--no-store", "--jobs", str(jobs), "--out", out]
+        t0 = time.perf_counter()
+        r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{r.stderr[-2000:]}")
+    return dict(wall_s=wall, runs=10, failed=[])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--dataset", default="full", choices=["full", "subset", "auto"])
+    ap.add_argument("--out")
+    ap.add_argument("--child", help=argparse.SUPPRESS)  # "WORKERS,THREADS": one dashboard run
+    a = ap.parse_args()
+    if a.child:
+        workers, threads = map(int, a.child.split(","))
+        print(json.dumps(dashboard(workers, threads, a.epochs, a.dataset)))
+        return
+    cores = os.cpu_count() or 2
+    ways = {"cli_seq": ("cli", 1), "cli_jobs2": ("cli", 2),
+            "dash_1": ("dash", f"1,{cores}"), "dash_2": ("dash", f"2,{max(1, (cores - 1) // 2)}")}
+    res = {}
+    for name, (kind, arg) in ways.items():
+        if kind == "cli":
+            res[name] = cli(arg, a.epochs, a.dataset)
+        else:
+            r = subprocess.run([sys.executable, __file__, "--child", arg, "--epochs",
+                                str(a.epochs), "--dataset", a.dataset],
+                               cwd=ROOT, capture_output=True, text=True)
+            if r.returncode != 0:
+                raise SystemExit(f"{name} failed:\n{r.stderr[-2000:]}")
+            res[name] = json.loads(r.stdout.strip().splitlines()[-1])
+        print(f"{name:10s} {res[name]['wall_s']:7.1f} s  "
+              f"({res[name]['runs']} runs × {a.epochs} epochs"
+              f"{', FAILED: ' + '; '.join(res[name]['failed']) if res[name]['failed'] else ''})",
+              file=sys.stderr)
+    base = res["cli_seq"]["wall_s"]
+    out = dict(epochs=a.epochs, dataset=a.dataset, cores=cores, ways=res,
+               speedup_over_cli_seq={k: base / v["wall_s"] for k, v in res.items()})
+    print("speed-up over one run after another (cli_seq): " + ", ".join(
+        f"{k} {v:.2f}×" for k, v in out["speedup_over_cli_seq"].items()))
+    if a.out:
+        Path(a.out).write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
