@@ -8,14 +8,16 @@
 Each in a fresh process, nothing read from or written to the run store. Prints the wall times
 and the speed-up of each over cli_seq (the issue's "its configs run one after another").
 
-    python benchmarks/grid.py [--epochs 3] [--dataset full] [--out FILE.json]
+    python benchmarks/grid.py [--epochs 3] [--dataset full] [--configs 10] [--out FILE.json]
+
+CI runs it with `--dataset subset --epochs 1 --configs 2` (tests/test_bench.py) so that it
+cannot rot; no test asserts a timing.
 """
 import argparse
 import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,13 +25,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def dashboard(workers: int, threads: int, epochs: int, dataset: str) -> dict:
-    """Submit every point of the grid at once, as the ablation page does; wait for all."""
+def grid(epochs: int, dataset: str, configs: int) -> list:
     from bnviz.config import make_config
     from bnviz.experiments import ablation_grid
+    return ablation_grid(make_config("d2l-lenet-bn", epochs=epochs, dataset=dataset))[:configs]
+
+
+def dashboard(workers: int, threads: int, epochs: int, dataset: str, configs: int) -> dict:
+    """Submit every point of the grid at once, as the ablation page does; wait for all."""
     from bnviz.jobs import JobManager
     mgr = JobManager(workers=workers, store=None, torch_threads=threads)
-    points = ablation_grid(make_config("d2l-lenet-bn", epochs=epochs, dataset=dataset))
+    points = grid(epochs, dataset, configs)
     t0 = time.perf_counter()
     ids = [mgr.submit(p.config, session="bench", group="grid") for p in points]
     while True:
@@ -43,28 +49,34 @@ def dashboard(workers: int, threads: int, epochs: int, dataset: str) -> dict:
     return dict(wall_s=wall, runs=len(ids), failed=bad)
 
 
-def cli(jobs: int, epochs: int, dataset: str) -> dict:
-    with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, "-m", "bnviz", "ablation", "--epochs", str(epochs), "--dataset",
-               dataset, "--no-store", "--jobs", str(jobs), "--out", out]
-        t0 = time.perf_counter()
-        r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        wall = time.perf_counter() - t0
+def cli(jobs: int, epochs: int, dataset: str, configs: int) -> dict:
+    """The CLI's grid runner (what `python -m bnviz ablation --jobs N` calls), in a fresh
+    process."""
+    code = ("import sys, json, time; sys.path.insert(0, sys.argv[1]); "
+            "from benchmarks.grid import grid; from bnviz.grid_runner import run_grid; "
+            "pts = grid(int(sys.argv[2]), sys.argv[3], int(sys.argv[4])); "
+            "t0 = time.perf_counter(); df = run_grid(pts, None, reuse=False, "
+            "log=sys.stderr, jobs=int(sys.argv[5])); "
+            "print(json.dumps(dict(wall_s=time.perf_counter() - t0, runs=len(df), "
+            "failed=[f'{s}' for s in df['status'] if s != 'finished'])))")
+    r = subprocess.run([sys.executable, "-c", code, str(ROOT), str(epochs), dataset,
+                        str(configs), str(jobs)], cwd=ROOT, capture_output=True, text=True)
     if r.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{r.stderr[-2000:]}")
-    return dict(wall_s=wall, runs=10, failed=[])
+        raise SystemExit(f"the CLI grid with --jobs {jobs} failed:\n{r.stderr[-2000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--dataset", default="full", choices=["full", "subset", "auto"])
+    ap.add_argument("--configs", type=int, default=10, help="the first N configs of the grid")
     ap.add_argument("--out")
     ap.add_argument("--child", help=argparse.SUPPRESS)  # "WORKERS,THREADS": one dashboard run
     a = ap.parse_args()
     if a.child:
         workers, threads = map(int, a.child.split(","))
-        print(json.dumps(dashboard(workers, threads, a.epochs, a.dataset)))
+        print(json.dumps(dashboard(workers, threads, a.epochs, a.dataset, a.configs)))
         return
     cores = os.cpu_count() or 2
     ways = {"cli_seq": ("cli", 1), "cli_jobs2": ("cli", 2),
@@ -72,10 +84,11 @@ def main() -> None:
     res = {}
     for name, (kind, arg) in ways.items():
         if kind == "cli":
-            res[name] = cli(arg, a.epochs, a.dataset)
+            res[name] = cli(arg, a.epochs, a.dataset, a.configs)
         else:
             r = subprocess.run([sys.executable, __file__, "--child", arg, "--epochs",
-                                str(a.epochs), "--dataset", a.dataset],
+                                str(a.epochs), "--dataset", a.dataset, "--configs",
+                                str(a.configs)],
                                cwd=ROOT, capture_output=True, text=True)
             if r.returncode != 0:
                 raise SystemExit(f"{name} failed:\n{r.stderr[-2000:]}")

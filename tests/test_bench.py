@@ -37,3 +37,18 @@ def test_bench_tiny_writes_json(tmp_path):
     assert all(res["app"][k] > 0 for k in ("import_streamlit_s", "first_render_s",
                                            "lab_render_s"))
     assert res["peak_rss_mib"] > 0 and res["ten_epochs_estimate_s"] > 0
+
+
+def test_grid_benchmark_runs_every_way(tmp_path):
+    """benchmarks/grid.py, cut down to two configs of one epoch on the bundled subset."""
+    out = tmp_path / "grid.json"
+    r = subprocess.run([sys.executable, "benchmarks/grid.py", "--dataset", "subset", "--epochs",
+                        "1", "--configs", "2", "--out", str(out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "speed-up over one run after another" in r.stdout
+    res = json.loads(out.read_text())
+    assert set(res["ways"]) == {"cli_seq", "cli_jobs2", "dash_1", "dash_2"}
+    for way in res["ways"].values():
+        assert way["runs"] == 2 and way["failed"] == [] and way["wall_s"] > 0
+    assert res["speedup_over_cli_seq"]["cli_seq"] == 1.0
