@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT_S = 3600  # per way: a hung run ends the benchmark with a message, not a hang
 sys.path.insert(0, str(ROOT))
 
 
@@ -42,6 +43,9 @@ def dashboard(workers: int, threads: int, epochs: int, dataset: str, configs: in
         views = [mgr.get(i) for i in ids]
         if all(v is not None and not v.active for v in views):
             break
+        if time.perf_counter() - t0 > TIMEOUT_S:
+            mgr.shutdown()
+            raise SystemExit(f"the dashboard grid did not finish in {TIMEOUT_S} s")
         time.sleep(0.2)
     wall = time.perf_counter() - t0
     mgr.shutdown()
@@ -60,7 +64,8 @@ def cli(jobs: int, epochs: int, dataset: str, configs: int) -> dict:
             "print(json.dumps(dict(wall_s=time.perf_counter() - t0, runs=len(df), "
             "failed=[f'{s}' for s in df['status'] if s != 'finished'])))")
     r = subprocess.run([sys.executable, "-c", code, str(ROOT), str(epochs), dataset,
-                        str(configs), str(jobs)], cwd=ROOT, capture_output=True, text=True)
+                        str(configs), str(jobs)], cwd=ROOT, capture_output=True, text=True,
+                       timeout=TIMEOUT_S)
     if r.returncode != 0:
         raise SystemExit(f"the CLI grid with --jobs {jobs} failed:\n{r.stderr[-2000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -89,7 +94,7 @@ def main() -> None:
             r = subprocess.run([sys.executable, __file__, "--child", arg, "--epochs",
                                 str(a.epochs), "--dataset", a.dataset, "--configs",
                                 str(a.configs)],
-                               cwd=ROOT, capture_output=True, text=True)
+                               cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT_S)
             if r.returncode != 0:
                 raise SystemExit(f"{name} failed:\n{r.stderr[-2000:]}")
             res[name] = json.loads(r.stdout.strip().splitlines()[-1])

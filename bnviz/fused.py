@@ -32,6 +32,9 @@ ABI_VERSION = 1
 # -fno-math-errno lets expf vectorise through glibc's libmvec without -ffast-math.
 FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fopenmp", "-fPIC", "-shared"]
 OFF_VALUES = ("0", "off", "no", "false")
+DOUBLE_BACKWARD = ("bnviz's fused BatchNorm → sigmoid → pool kernel has no double backward "
+                   "(create_graph=True): set BNVIZ_FUSED=0, or build the model with "
+                   "build_lenet(cfg, fast_pool=False)")
 
 _lock = threading.Lock()
 _state: dict[str, object] = {}
@@ -61,26 +64,40 @@ def _cache_dir() -> Path:
     return cache_dir() / "fused"
 
 
+# The /proc/cpuinfo lines that say which instructions a -march=native build may use: x86 names
+# the model and its flags, ARM its implementer, part and features.
+CPU_LINES = ("model name", "flags", "Features", "CPU implementer", "CPU architecture",
+             "CPU part", "CPU variant")
+
+
 def _cpu_id() -> str:
+    """What identifies this CPU's instruction set; '' if nothing does (then the build is
+    portable instead of -march=native, so that a shared cache can never hold a library
+    that another CPU cannot run)."""
     try:
         text = Path("/proc/cpuinfo").read_text(errors="replace")
     except OSError:
-        return "unknown"
-    lines = [ln for ln in text.splitlines() if ln.startswith(("model name", "flags"))]
-    return "\n".join(sorted(set(lines)))
+        return ""
+    return "\n".join(sorted({ln for ln in text.splitlines() if ln.startswith(CPU_LINES)}))
 
 
-def _compile(cc: str, out: Path) -> str | None:
+def _flags(cpu: str) -> list[str]:
+    return FLAGS if cpu else [f for f in FLAGS if f != "-march=native"]
+
+
+def _compile(cc: str, flags: list[str], out: Path) -> str | None:
     """Build the library at `out`; returns None or the compiler's complaint."""
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=out.parent)
     os.close(fd)
     try:
-        r = subprocess.run([cc, *FLAGS, str(SOURCE), "-o", tmp, "-lm"],
+        r = subprocess.run([cc, *flags, str(SOURCE), "-o", tmp, "-lm"],
                            capture_output=True, text=True, timeout=120)
         if r.returncode != 0:
             lines = (r.stderr or r.stdout).strip().splitlines()
-            return lines[0] if lines else f"exit status {r.returncode}"
+            errors = [ln for ln in lines if "error" in ln.lower()]
+            return (errors or lines or [f"exit status {r.returncode}"])[0].strip()
+        os.chmod(tmp, 0o755)  # mkstemp made it 0600: others sharing the cache must load it
         os.replace(tmp, out)  # atomic: another process may be building the same file
         return None
     except (OSError, subprocess.SubprocessError) as e:
@@ -91,6 +108,13 @@ def _compile(cc: str, out: Path) -> str | None:
 
 
 def _load() -> tuple[ctypes.CDLL | None, str]:
+    try:
+        return _try_load()
+    except Exception as e:  # noqa: BLE001 - whatever goes wrong, training goes on unfused
+        return None, f"off ({type(e).__name__}: {e})"
+
+
+def _try_load() -> tuple[ctypes.CDLL | None, str]:
     if os.environ.get("BNVIZ_FUSED", "").strip().lower() in OFF_VALUES:
         return None, "off (BNVIZ_FUSED=0)"
     if not sys.platform.startswith("linux"):
@@ -98,12 +122,14 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not cc:
         return None, "off (no C compiler: install gcc for faster CPU training)"
-    key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), " ".join([cc, *FLAGS]).encode(),
-                                     _cpu_id().encode()])).hexdigest()[:16]
+    cpu = _cpu_id()
+    flags = _flags(cpu)
+    key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), " ".join([cc, *flags]).encode(),
+                                     cpu.encode()])).hexdigest()[:16]
     path = _cache_dir() / f"bnviz_fused-{key}.so"
     try:
         if not path.exists():
-            err = _compile(cc, path)
+            err = _compile(cc, flags, path)
             if err:
                 return None, f"off (compiling bnviz/fused.c failed: {err})"
         lib = ctypes.CDLL(str(path))
@@ -140,6 +166,8 @@ class _BNSigmoidPool(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g):
+        if torch.is_grad_enabled():  # create_graph=True: the C code cannot be differentiated
+            raise RuntimeError(DOUBLE_BACKWARD)
         z, s, gamma, mean, invstd = ctx.saved_tensors
         g = g.contiguous()
         n, c, h, w = z.shape
@@ -162,16 +190,25 @@ def _hooked(*mods: nn.Module) -> bool:
     return any(getattr(mod, a, None) for mod in mods for a in own)
 
 
+def _plain_f32(t: torch.Tensor | None, n: int) -> bool:
+    """A contiguous float32 CPU tensor of n elements: what the C code may read and write."""
+    return (t is None or (t.device.type == "cpu" and t.dtype == torch.float32
+                          and t.is_contiguous() and t.numel() == n))
+
+
 def fusable(bn: nn.Module, act: nn.Module, pool_size: int | None, x: torch.Tensor) -> bool:
     """True where bn → act → 2×2 pool can run as one fused kernel on x: nn.BatchNorm2d in
     training mode with gamma/beta, a sigmoid, float32 on the CPU, even-sized maps, no hooks
     (bnviz's probes hook modules to see their outputs; they get the unfused path)."""
-    return (type(bn) is nn.BatchNorm2d and bn.training and bn.affine
+    if not (type(bn) is nn.BatchNorm2d and bn.training and bn.affine
             and type(act) is nn.Sigmoid and pool_size is not None and pool_size % 2 == 0
             and x.dim() == 4 and x.shape[-2:] == (pool_size, pool_size) and x.shape[0] > 0
             and x.device.type == "cpu" and x.dtype == torch.float32
-            and x.shape[1] == bn.num_features and not _hooked(bn, act)
-            and library() is not None)
+            and x.shape[1] == bn.num_features and not _hooked(bn, act)):
+        return False
+    c = bn.num_features
+    tensors = (bn.weight, bn.bias, bn.running_mean, bn.running_var)
+    return all(_plain_f32(t, c) for t in tensors) and library() is not None
 
 
 def bn_sigmoid_pool(bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
@@ -195,7 +232,13 @@ def reference(bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
 
 
 def _self_check(lib: ctypes.CDLL) -> str | None:
-    """Run the kernels once against PyTorch on a small batch; a reason if they disagree."""
+    """Run the kernels once against PyTorch on a small batch; a reason if they disagree.
+    Whatever mode the first caller is in (no_grad, inference_mode), the check needs autograd."""
+    with torch.inference_mode(False), torch.enable_grad():
+        return _compare(lib)
+
+
+def _compare(lib: ctypes.CDLL) -> str | None:
     gen = torch.Generator().manual_seed(0)
     x = (torch.randn(5, 3, 6, 6, generator=gen) * 2 + 0.5).requires_grad_()
     g = torch.randn(5, 3, 3, 3, generator=gen)

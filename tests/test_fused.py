@@ -88,6 +88,30 @@ def test_fused_gradients_flow_only_where_wanted():
 
 
 @needs_fused
+def test_a_double_backward_is_refused_not_silently_wrong():
+    fast, _ = pair(4)
+    x = torch.randn(8, 4, 6, 6, requires_grad=True)
+    y = fused.bn_sigmoid_pool(fast, x)
+    with pytest.raises(RuntimeError, match="no double backward"):
+        torch.autograd.grad(y.sum(), x, create_graph=True)  # as a gradient penalty would
+    torch.autograd.grad(fused.bn_sigmoid_pool(fast, x).sum(), x)  # a first backward is fine
+
+
+@needs_fused
+def test_only_float32_cpu_parameters_reach_the_c_code():
+    bn, act = nn.BatchNorm2d(6), nn.Sigmoid()
+    x = torch.randn(4, 6, 8, 8)
+    assert fused.fusable(bn, act, 8, x)
+    assert not fused.fusable(bn, act, 6, x)  # a pool for another size
+    assert not fused.fusable(bn, nn.ReLU(), 8, x)
+    assert not fused.fusable(bn.eval(), act, 8, x)
+    bn.train()
+    assert not fused.fusable(bn, act, 8, x.double())
+    bn.half()  # the layer converted, the input not: the kernel must not write past fp16 buffers
+    assert not fused.fusable(bn, act, 8, x)
+
+
+@needs_fused
 def test_lenet_takes_the_fused_path_and_matches_the_plain_model():
     cfg = make_config("d2l-lenet-bn")
     fast, plain = build_seeded(cfg), build_seeded(cfg, fast_pool=False)
@@ -133,8 +157,8 @@ def test_a_hook_on_the_block_gets_the_unfused_path():
     assert seen == [(4, 6, 24, 24)]
 
 
-def fused_status_in(env: dict) -> str:
-    code = "from bnviz import fused; print(fused.status())"
+def fused_status_in(env: dict, first: str = "") -> str:
+    code = f"import torch; from bnviz import fused; {first}print(fused.status())"
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                        timeout=120, env={**os.environ, **env})
     assert r.returncode == 0, r.stderr
@@ -162,9 +186,12 @@ def test_the_library_is_built_once_and_reused(tmp_path):
     if not has_compiler():
         pytest.skip("no C compiler on PATH")
     env = {"BNVIZ_CACHE_DIR": str(tmp_path)}
-    assert fused_status_in(env) == "on"
+    # first asked for under no_grad (evaluation's first forward can be): the load-time check
+    # against PyTorch still runs its backward
+    assert fused_status_in(env, "torch.set_grad_enabled(False); ") == "on"
     built = list((tmp_path / "fused").glob("*.so"))
     assert len(built) == 1
+    assert built[0].stat().st_mode & 0o555 == 0o555  # others sharing the cache can load it
     stamp = built[0].stat().st_mtime_ns
     assert fused_status_in(env) == "on"
     # the same file, untouched, and no temporary build files left behind
