@@ -18,12 +18,19 @@ def run_id(page) -> str:
     return re.search(r"[?&]run=([0-9a-f]{12})", page.url).group(1)
 
 
-def poll(fn, timeout=30.0):
+def poll(fn, timeout=30.0, why=lambda: ""):
     t0 = time.time()
     while not (v := fn()):
-        assert time.time() - t0 < timeout, "timed out"
+        assert time.time() - t0 < timeout, f"timed out; {why()}"
         time.sleep(0.1)
     return v
+
+
+def state(store, run_id, log):
+    """What the store holds for a run and the end of the server's log: a failure says why."""
+    v = store.load(run_id)
+    tail = log.read_text()[-3000:] if log.exists() else "(no log)"
+    return f"store: {v and (v.status, v.reason)}; server log ends:\n{tail}"
 
 
 def test_kill_9_mid_run_then_restart(tmp_path, browser):
@@ -39,7 +46,8 @@ def test_kill_9_mid_run_then_restart(tmp_path, browser):
         page.get_by_text("Running").first.wait_for(timeout=60_000)
         cut = run_id(page)
         store = RunStore(db)
-        poll(lambda: store.load(cut) and store.load(cut).status == "running")
+        poll(lambda: store.load(cut) and store.load(cut).status == "running",
+             why=lambda: state(store, cut, tmp_path / "streamlit.log"))
         steps_done = len(poll(lambda: store.load(done)).steps)
         os.kill(server.pid, signal.SIGKILL)  # no shutdown hook, no last save
         server.wait()
