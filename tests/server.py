@@ -48,7 +48,9 @@ def wait_healthy(url: str, timeout: float = 60.0) -> None:
 @contextlib.contextmanager
 def serve(db: Path, env: dict | None = None, port: int | None = None):
     port = port or free_port()
-    e = {**os.environ, "BNVIZ_DB": str(db), **(env or {})}
+    # PYTHONFAULTHANDLER: a crash in native code (torch, the fused kernels) leaves a traceback
+    # in the log instead of a silent exit.
+    e = {**os.environ, "BNVIZ_DB": str(db), "PYTHONFAULTHANDLER": "1", **(env or {})}
     # The log goes to a file next to the store: a pipe nobody reads fills up after 64 KB of
     # warnings and then blocks the server mid-test.
     log = open(Path(db).parent / "streamlit.log", "a")
