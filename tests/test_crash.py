@@ -43,7 +43,9 @@ def test_kill_9_mid_run_then_restart(tmp_path, browser):
         done = run_id(page)
         page.goto(url + LONG)  # a new browser session, so a second run is allowed
         page.get_by_role("button", name="▶ Train").click()
-        page.get_by_text("Running").first.wait_for(timeout=60_000)
+        # the run's status line; a bare "Running" would also match the eval-mode widget's
+        # "running statistics" (Playwright's text match ignores case) and not wait at all
+        page.get_by_text(re.compile(r"Running — epoch")).first.wait_for(timeout=60_000)
         cut = run_id(page)
         store = RunStore(db)
         poll(lambda: store.load(cut) and store.load(cut).status == "running",
