@@ -54,21 +54,12 @@ def dashboard(workers: int, threads: int, epochs: int, dataset: str, configs: in
 
 
 def cli(jobs: int, epochs: int, dataset: str, configs: int) -> dict:
-    """The CLI's grid runner (what `python -m bnviz ablation --jobs N` calls), in a fresh
-    process."""
-    code = ("import sys, json, time; sys.path.insert(0, sys.argv[1]); "
-            "from benchmarks.grid import grid; from bnviz.grid_runner import run_grid; "
-            "pts = grid(int(sys.argv[2]), sys.argv[3], int(sys.argv[4])); "
-            "t0 = time.perf_counter(); df = run_grid(pts, None, reuse=False, "
-            "log=sys.stderr, jobs=int(sys.argv[5])); "
-            "print(json.dumps(dict(wall_s=time.perf_counter() - t0, runs=len(df), "
-            "failed=[f'{s}' for s in df['status'] if s != 'finished'])))")
-    r = subprocess.run([sys.executable, "-c", code, str(ROOT), str(epochs), dataset,
-                        str(configs), str(jobs)], cwd=ROOT, capture_output=True, text=True,
-                       timeout=TIMEOUT_S)
-    if r.returncode != 0:
-        raise SystemExit(f"the CLI grid with --jobs {jobs} failed:\n{r.stderr[-2000:]}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    """The CLI's grid runner (what `python -m bnviz ablation --jobs N` calls)."""
+    from bnviz.grid_runner import run_grid
+    t0 = time.perf_counter()
+    df = run_grid(grid(epochs, dataset, configs), None, reuse=False, log=sys.stderr, jobs=jobs)
+    return dict(wall_s=time.perf_counter() - t0, runs=len(df),
+                failed=[str(s) for s in df["status"] if s != "finished"])
 
 
 def main() -> None:
@@ -77,27 +68,29 @@ def main() -> None:
     ap.add_argument("--dataset", default="full", choices=["full", "subset", "auto"])
     ap.add_argument("--configs", type=int, default=10, help="the first N configs of the grid")
     ap.add_argument("--out")
-    ap.add_argument("--child", help=argparse.SUPPRESS)  # "WORKERS,THREADS": one dashboard run
+    # one way in this (fresh) process: "cli:JOBS" or "dash:WORKERS,THREADS"
+    ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        workers, threads = map(int, a.child.split(","))
-        print(json.dumps(dashboard(workers, threads, a.epochs, a.dataset, a.configs)))
+        kind, arg = a.child.split(":")
+        if kind == "cli":
+            res = cli(int(arg), a.epochs, a.dataset, a.configs)
+        else:
+            workers, threads = map(int, arg.split(","))
+            res = dashboard(workers, threads, a.epochs, a.dataset, a.configs)
+        print(json.dumps(res))
         return
     cores = os.cpu_count() or 2
-    ways = {"cli_seq": ("cli", 1), "cli_jobs2": ("cli", 2),
-            "dash_1": ("dash", f"1,{cores}"), "dash_2": ("dash", f"2,{max(1, (cores - 1) // 2)}")}
+    ways = {"cli_seq": "cli:1", "cli_jobs2": "cli:2", "dash_1": f"dash:1,{cores}",
+            "dash_2": f"dash:2,{max(1, (cores - 1) // 2)}"}
     res = {}
-    for name, (kind, arg) in ways.items():
-        if kind == "cli":
-            res[name] = cli(arg, a.epochs, a.dataset, a.configs)
-        else:
-            r = subprocess.run([sys.executable, __file__, "--child", arg, "--epochs",
-                                str(a.epochs), "--dataset", a.dataset, "--configs",
-                                str(a.configs)],
-                               cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT_S)
-            if r.returncode != 0:
-                raise SystemExit(f"{name} failed:\n{r.stderr[-2000:]}")
-            res[name] = json.loads(r.stdout.strip().splitlines()[-1])
+    for name, child in ways.items():
+        r = subprocess.run([sys.executable, __file__, "--child", child, "--epochs",
+                            str(a.epochs), "--dataset", a.dataset, "--configs", str(a.configs)],
+                           cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT_S)
+        if r.returncode != 0:
+            raise SystemExit(f"{name} failed:\n{r.stderr[-2000:]}")
+        res[name] = json.loads(r.stdout.strip().splitlines()[-1])
         print(f"{name:10s} {res[name]['wall_s']:7.1f} s  "
               f"({res[name]['runs']} runs × {a.epochs} epochs"
               f"{', FAILED: ' + '; '.join(res[name]['failed']) if res[name]['failed'] else ''})",

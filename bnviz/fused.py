@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn.modules import module as _module
 
 SOURCE = Path(__file__).with_name("fused.c")
 ABI_VERSION = 1
@@ -37,26 +38,40 @@ DOUBLE_BACKWARD = ("bnviz's fused BatchNorm → sigmoid → pool kernel has no d
                    "build_lenet(cfg, fast_pool=False)")
 
 _lock = threading.Lock()
-_state: dict[str, object] = {}
+_loaded: tuple[ctypes.CDLL | None, str] | None = None  # (library or None, "on" / "off (why)")
+
+
+def _get() -> tuple[ctypes.CDLL | None, str]:
+    # Read on every training forward: no lock once loaded (one reference, read atomically).
+    global _loaded
+    loaded = _loaded
+    if loaded is None:
+        with _lock:
+            if _loaded is None:
+                _loaded = _load()
+            loaded = _loaded
+    return loaded
 
 
 def status() -> str:
     """'on' or 'off (why)', loading the library if that has not happened yet."""
-    library()
-    return str(_state["why"])
+    return _get()[1]
 
 
 def library() -> ctypes.CDLL | None:
-    with _lock:
-        if "why" not in _state:
-            _state["lib"], _state["why"] = _load()
-        return _state["lib"]  # type: ignore[return-value]
+    return _get()[0]
 
 
 def reset() -> None:
     """Forget the loaded state (tests switch BNVIZ_FUSED and reload)."""
+    global _loaded
     with _lock:
-        _state.clear()
+        _loaded = None
+
+
+def compiler() -> str | None:
+    """The C compiler the kernels are built with: $CC, else cc or gcc on PATH."""
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
 
 
 def _cache_dir() -> Path:
@@ -119,7 +134,7 @@ def _try_load() -> tuple[ctypes.CDLL | None, str]:
         return None, "off (BNVIZ_FUSED=0)"
     if not sys.platform.startswith("linux"):
         return None, "off (the fused kernels are built on Linux only)"
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    cc = compiler()
     if not cc:
         return None, "off (no C compiler: install gcc for faster CPU training)"
     cpu = _cpu_id()
@@ -180,14 +195,15 @@ class _BNSigmoidPool(torch.autograd.Function):
                 dbeta if need[2] else None, None, None, None, None, None)
 
 
+_GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks",
+                 "_global_backward_hooks", "_global_backward_pre_hooks")
+_OWN_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+
+
 def _hooked(*mods: nn.Module) -> bool:
-    from torch.nn.modules import module as m
-    globals_ = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
-                "_global_backward_pre_hooks")
-    if any(getattr(m, g, None) for g in globals_):
+    if any(getattr(_module, g, None) for g in _GLOBAL_HOOKS):
         return True
-    own = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
-    return any(getattr(mod, a, None) for mod in mods for a in own)
+    return any(getattr(mod, a, None) for mod in mods for a in _OWN_HOOKS)
 
 
 def _plain_f32(t: torch.Tensor | None, n: int) -> bool:
@@ -196,15 +212,18 @@ def _plain_f32(t: torch.Tensor | None, n: int) -> bool:
                           and t.is_contiguous() and t.numel() == n))
 
 
-def fusable(bn: nn.Module, act: nn.Module, pool_size: int | None, x: torch.Tensor) -> bool:
+def fusable(bn: nn.Module, act: nn.Module, pool_size: int | None, x: torch.Tensor,
+            pool: nn.Module | None = None) -> bool:
     """True where bn → act → 2×2 pool can run as one fused kernel on x: nn.BatchNorm2d in
     training mode with gamma/beta, a sigmoid, float32 on the CPU, even-sized maps, no hooks
-    (bnviz's probes hook modules to see their outputs; they get the unfused path)."""
+    on bn, act or the pool module (bnviz's probes hook modules to see their outputs; they get
+    the unfused path)."""
     if not (type(bn) is nn.BatchNorm2d and bn.training and bn.affine
             and type(act) is nn.Sigmoid and pool_size is not None and pool_size % 2 == 0
             and x.dim() == 4 and x.shape[-2:] == (pool_size, pool_size) and x.shape[0] > 0
             and x.device.type == "cpu" and x.dtype == torch.float32
-            and x.shape[1] == bn.num_features and not _hooked(bn, act)):
+            and x.shape[1] == bn.num_features
+            and not _hooked(bn, act, *([pool] if pool is not None else []))):
         return False
     c = bn.num_features
     tensors = (bn.weight, bn.bias, bn.running_mean, bn.running_var)

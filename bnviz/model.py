@@ -133,7 +133,7 @@ class LeNet(nn.Sequential):
         while i < len(mods):
             m = mods[i]
             if i + 2 < len(mods) and isinstance(pool := mods[i + 2], AvgPool2x2) \
-                    and fused.fusable(m, mods[i + 1], pool.size, x) and not fused._hooked(pool):
+                    and fused.fusable(m, mods[i + 1], pool.size, x, pool):
                 x = fused.bn_sigmoid_pool(m, x)
                 i += 3
             else:

@@ -18,15 +18,10 @@ needs_fused = pytest.mark.skipif(fused.status() != "on",
                                  reason=f"fused kernels {fused.status()}")
 
 
-def has_compiler() -> bool:
-    return any(os.access(os.path.join(d, name), os.X_OK) for name in ("cc", "gcc")
-               for d in os.environ.get("PATH", "").split(os.pathsep))
-
-
 def test_fused_kernels_are_on_wherever_they_can_be():
     """A kernel that fails its load-time check against PyTorch turns itself off (and the
     tests below skip): here that must fail loudly instead. CI installs gcc (setup.sh)."""
-    if not sys.platform.startswith("linux") or not has_compiler():
+    if not sys.platform.startswith("linux") or not fused.compiler():
         assert fused.status().startswith("off (")
         pytest.skip(f"fused kernels {fused.status()}")
     assert os.environ.get("BNVIZ_FUSED", "") not in fused.OFF_VALUES
@@ -183,7 +178,7 @@ def test_without_a_compiler_or_when_turned_off_it_says_why_and_training_still_wo
 
 
 def test_the_library_is_built_once_and_reused(tmp_path):
-    if not has_compiler():
+    if not fused.compiler():
         pytest.skip("no C compiler on PATH")
     env = {"BNVIZ_CACHE_DIR": str(tmp_path)}
     # first asked for under no_grad (evaluation's first forward can be): the load-time check
