@@ -163,18 +163,56 @@ def steps_to_csv(steps: pd.DataFrame, evals: pd.DataFrame) -> str:
     return both.sort_values(["iteration", "kind"], kind="stable").to_csv(index=False)
 
 
-def grid_bar_figure(table: pd.DataFrame, revision: str = "") -> go.Figure:
-    """Train and test accuracy per grid point, the gap readable as the distance between."""
+GRID_BARS = (("train_acc", "train acc", COLORS["train"]),
+             ("test_acc_running", "test acc, running stats", COLORS["running"]),
+             ("test_acc_precise", "test acc, PreciseBN", COLORS["precise"]))
+
+
+def _ci(values: pd.Series) -> tuple[float, float, int]:
+    from .stats import mean_ci
+    e = mean_ci(values)
+    return e.mean, (0.0 if e.half != e.half else e.half), e.n
+
+
+def grid_bar_figure(table: pd.DataFrame, revision: str = "",
+                    bars=GRID_BARS) -> go.Figure:
+    """Per configuration (the table's `run` label; one row per run, seeds as rows): the mean
+    over seeds as a bar with its 95% Student-t confidence interval, and each seed as a dot."""
     done = table[table.status == "finished"]
+    labels = list(dict.fromkeys(done["run"]))
     fig = go.Figure()
-    fig.add_bar(x=done["run"], y=done["train_acc"], name="train acc",
-                marker_color=COLORS["train"])
-    fig.add_bar(x=done["run"], y=done["test_acc"], name="test acc", marker_color=COLORS["test"],
-                error_y=dict(type="data", array=done["fluctuation"].fillna(0), visible=True))
-    fig.update_layout(barmode="group")
-    fig.update_yaxes(title="accuracy (error bar: test-acc std, last 5 evals)", range=[0, 1])
-    return _layout(fig, "Final accuracy per configuration", revision, height=380,
-                   empty=done.empty)
+    k = len(bars)
+    for j, (col, name, color) in enumerate(bars):
+        if col not in done or done[col].isna().all():
+            continue
+        stats = [_ci(done.loc[done.run == lab, col]) for lab in labels]
+        fig.add_bar(x=labels, y=[m for m, _, _ in stats], name=f"{name} (mean, 95% CI)",
+                    marker_color=color, offsetgroup=str(j), opacity=0.75,
+                    error_y=dict(type="data", array=[h for _, h, _ in stats], visible=True,
+                                 color="black", thickness=1.5),
+                    customdata=[[n, h] for _, h, n in stats],
+                    hovertemplate="%{x}: %{y:.3f} ± %{customdata[1]:.3f} (n = %{customdata[0]})"
+                                  "<extra>" + name + "</extra>")
+        # seeds as dots, offset onto their bar: category index + bar offset within the group
+        xs = []
+        for lab in done["run"]:
+            xs.append(labels.index(lab) + (j - (k - 1) / 2) * 0.8 / k)
+        fig.add_scatter(x=xs, y=done[col], mode="markers", name=f"{name}, one seed each",
+                        marker=dict(color="black", size=5, symbol="circle-open"),
+                        legendgroup=f"dots{j}", showlegend=j == 0,
+                        text=[f"seed {s}" for s in done.get("seed", [""] * len(done))],
+                        hovertemplate="%{text}: %{y:.3f}<extra></extra>")
+    fig.update_layout(barmode="group", bargap=0.2, bargroupgap=0.0)
+    fig.update_xaxes(tickvals=list(range(len(labels))), ticktext=labels, type="linear",
+                     range=[-0.6, len(labels) - 0.4])
+    # bars on a category axis shown as 0..n-1 so the seed dots can sit on their own bar
+    for tr in fig.data:
+        if tr.type == "bar":
+            tr.x = list(range(len(labels)))
+    lo = min([0.0] + [float(done[c].min()) for c, _, _ in bars if c in done and done[c].notna().any()])
+    fig.update_yaxes(title="accuracy", range=[min(lo, 0.0), 1])
+    return _layout(fig, "Final accuracy per configuration: bar = mean over seeds, whisker = "
+                   "95% CI, ○ = one seed", revision, height=440, empty=done.empty)
 
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
@@ -224,15 +262,29 @@ def lines_figure(df: pd.DataFrame, x: str, y: str, by: str, title: str, ytitle: 
 
 
 def sweep_figure(table: pd.DataFrame, x: str, by: str = "norm", log_x: bool = True,
-                 title: str = "", revision: str = "") -> go.Figure:
-    """Final test accuracy against a swept knob, one line per `by`; diverged runs as ✕ at 0."""
+                 title: str = "", revision: str = "", y: str = "test_acc",
+                 ytitle: str = "final test accuracy") -> go.Figure:
+    """A metric against a swept knob, one line per `by`: the mean over seeds with its 95%
+    Student-t CI as a whisker, each seed as a dot; diverged/failed runs as ✕ at 0."""
     fig = go.Figure()
     groups = table.groupby(by, sort=False) if by and by in table else [("", table)]
     for i, (name, d) in enumerate(groups):
         c = PALETTE[i % len(PALETTE)]
-        ok = d[d.status == "finished"].sort_values(x)
-        fig.add_scatter(x=ok[x], y=ok["test_acc"], mode="lines+markers", name=str(name),
-                        line=dict(color=c))
+        ok = d[d.status == "finished"]
+        xs = sorted(ok[x].unique())
+        stats = [_ci(ok.loc[ok[x] == v, y]) for v in xs]
+        fig.add_scatter(x=xs, y=[m for m, _, _ in stats], mode="lines+markers",
+                        name=f"{name} (mean, 95% CI)" if name != "" else "mean, 95% CI",
+                        line=dict(color=c), legendgroup=str(name),
+                        error_y=dict(type="data", array=[h for _, h, _ in stats], visible=True),
+                        customdata=[[n, h] for _, h, n in stats],
+                        hovertemplate="%{x}: %{y:.3f} ± %{customdata[1]:.3f} "
+                                      "(n = %{customdata[0]})")
+        if len(ok) > len(xs):  # several seeds: show each
+            fig.add_scatter(x=ok[x], y=ok[y], mode="markers", showlegend=False,
+                            legendgroup=str(name), marker=dict(color=c, size=5, opacity=0.5),
+                            text=[f"seed {s}" for s in ok.get("seed", [""] * len(ok))],
+                            hovertemplate="%{text}: %{y:.3f}<extra></extra>")
         bad = d[d.status.isin(["diverged", "failed"])]
         if not bad.empty:
             fig.add_scatter(x=bad[x], y=[0.0] * len(bad), mode="markers",
@@ -240,8 +292,14 @@ def sweep_figure(table: pd.DataFrame, x: str, by: str = "norm", log_x: bool = Tr
                                                                          color=c),
                             text=bad["status"], hovertemplate="%{x}: %{text}")
     fig.update_xaxes(title=x, type="log" if log_x else "linear")
-    fig.update_yaxes(title="final test accuracy", range=[-0.03, 1])
-    return _layout(fig, title or f"Test accuracy vs {x}", revision, height=380,
+    if not len(table) or x not in table or table[x].isna().all():
+        pass
+    elif log_x:  # an empty log axis would span 0.1 to 1e6: frame the values to come
+        v = table[x].astype(float)
+        fig.update_xaxes(range=[np.log10(v.min()) - 0.15, np.log10(v.max()) + 0.15])
+    fig.update_yaxes(title=ytitle, range=[-0.03, 1])
+    return _layout(fig, (title or f"Test accuracy vs {x}") + " (mean over seeds, whisker = "
+                   "95% CI, dots = seeds)", revision, height=400,
                    empty=table[table.status == "finished"].empty)
 
 

@@ -10,11 +10,12 @@ import sys
 import time
 from pathlib import Path
 
-from .config import KNOBS, PRESET_HELP, PRESETS, ConfigError, Config, make_config
+from .config import KNOBS, PRESET_HELP, PRESETS, ConfigError, Config, make_config, validate
 
 METRIC_COLUMNS = ("kind", "iteration", "epoch", "loss", "acc", "test_loss", "test_acc",
                   "train_loss", "train_acc", "eval_batch_acc", "train_mode_batch_acc",
                   "acc_running", "acc_precise", "acc_batch")
+SNAPSHOT_COLUMNS = ("iteration", "epoch", "layer", "stat", "channel", "value")
 
 
 def add_knob_flags(p: argparse.ArgumentParser) -> None:
@@ -78,7 +79,8 @@ class ProgressBar:
             bar = "#" * int(frac * self.width)
             line = (f"epoch {min(int(e.epoch) + 1, self.epochs)}/{self.epochs} "
                     f"[{bar:<{self.width}}] {frac:4.0%} loss {e.loss:.3f} "
-                    f"test acc {self.test_acc:.3f} ETA {eta:4.0f}s")
+                    f"test acc {'—' if math.isnan(self.test_acc) else f'{self.test_acc:.3f}'}"
+                    f" ETA {eta:4.0f}s")
             print(("\r" + line) if self.tty else line, end="" if self.tty else "\n",
                   file=self.stream, flush=True)
         elif e.kind == "ended" and self.tty:
@@ -96,9 +98,17 @@ class RunFiles:
         self.f = open(out / "metrics.csv", "w", newline="")
         self.w = csv.DictWriter(self.f, METRIC_COLUMNS, extrasaction="ignore")
         self.w.writeheader()
+        self.sf = open(out / "snapshots.csv", "w", newline="")
+        self.sw = csv.writer(self.sf)
+        self.sw.writerow(SNAPSHOT_COLUMNS)
 
     def __call__(self, e) -> None:
-        if e.kind == "step":
+        if e.kind == "snapshot":
+            for layer, stats in e.layers.items():
+                for stat, values in stats.items():
+                    self.sw.writerows((e.iteration, f"{e.epoch:.4f}", layer, stat, c, repr(float(v)))
+                                      for c, v in enumerate(values))
+        elif e.kind == "step":
             self.w.writerow(dict(kind="step", iteration=e.iteration, epoch=f"{e.epoch:.4f}",
                                  loss=e.loss, acc=e.acc))
         elif e.kind == "eval":
@@ -108,6 +118,7 @@ class RunFiles:
                                  **row))
         elif e.kind == "ended":
             self.f.close()
+            self.sf.close()
             (self.out / "summary.json").write_text(json.dumps(e.summary, indent=2,
                                                               default=str))
 
@@ -147,9 +158,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0 if s["status"] == "finished" else 1
 
 
+GRID_VALUES = {"batch_size": "sizes", "lr": "lrs", "devices": "ks", "norm_batch": "per_bn"}
+
+
 def cmd_grid(args: argparse.Namespace) -> int:
-    from .experiments import GRIDS
+    from .experiments import GRIDS, with_seeds
     from .grid_runner import run_grid
+    from .results import summarize
     from .store import RunStore, StoreError
     base = config_or_none(args)
     if base is None:
@@ -159,17 +174,78 @@ def cmd_grid(args: argparse.Namespace) -> int:
     except StoreError as e:
         print(f"bnviz: {e}; results are not stored", file=sys.stderr)
         store = None
+    if args.seeds < 1:
+        print("bnviz: --seeds must be at least 1", file=sys.stderr)
+        return 2
     kw = {}
     if args.values:
-        vals = [float(v) if args.grid == "lr" else int(v) for v in args.values.split(",")]
-        kw[{"batch_size": "sizes", "lr": "lrs", "devices": "ks", "bias": "seeds"}[args.grid]] = vals
+        if args.grid not in GRID_VALUES:
+            print(f"bnviz: --values does not apply to the {args.grid} grid", file=sys.stderr)
+            return 2
+        try:
+            vals = [float(v) if args.grid == "lr" else int(v) for v in args.values.split(",")]
+        except ValueError:
+            print(f"bnviz: --values must be comma-separated numbers, got {args.values!r}",
+                  file=sys.stderr)
+            return 2
+        kw[GRID_VALUES[args.grid]] = vals
     if args.norms:
         kw["norms"] = args.norms.split(",")
-    points = GRIDS[args.grid](base, **kw)
+    if args.norms and args.grid not in ("batch_size", "lr", "norm_batch"):
+        print(f"bnviz: --norms does not apply to the {args.grid} grid", file=sys.stderr)
+        return 2
+    try:
+        points = with_seeds(GRIDS[args.grid](base, **kw), args.seeds)
+    except ValueError as e:
+        print(f"bnviz: {e}", file=sys.stderr)
+        return 2
+    bad = sorted({m for p in points for m in validate(p.config)})
+    if bad:
+        print("bnviz: this grid would train configs that are not valid: " + "; ".join(bad),
+              file=sys.stderr)
+        return 2
     table = run_grid(points, store, reuse=not args.again, jobs=args.jobs,
                      out=Path(args.out) if args.out else None)
-    print(table.drop(columns=["run_id"]).to_string(index=False, float_format="%.3f"))
+    print(summary_text(summarize(table)))
+    if args.grid == "bias":
+        text = bias_text(table)
+        print(text)
+        if args.out:
+            (Path(args.out) / "loss_difference.txt").write_text(
+                ", ".join(line.strip() for line in text.splitlines()[1:]) + "\n")
     return 0
+
+
+def bias_text(table) -> str:
+    """Per seed: how far apart the two arms' training losses ever were."""
+    from .bias import loss_difference
+    views = table.attrs.get("views", {})
+    lines = ["largest |training loss with bias − without| (float32), per seed:"]
+    for seed in sorted(set(table.seed)):
+        on = table[(table.seed == seed) & table.bias]
+        off = table[(table.seed == seed) & ~table.bias]
+        if len(on) and len(off):
+            a, b = views[on.run_id.iloc[0]], views[off.run_id.iloc[0]]
+            lines.append(f"  seed {seed}: {loss_difference(a, b, 20):.1e} over the first 20 "
+                         f"steps, {loss_difference(a, b):.1e} over the whole run")
+    return "\n".join(lines)
+
+
+def summary_text(summary) -> str:
+    """The per-configuration table as text: mean ± 95% CI half-width and n for each metric."""
+    def cell(r, m):
+        if r["n"] == 0 or r[m] != r[m]:
+            return "–"
+        return f"{r[m]:.3f}" + ("" if r[f"{m}_ci"] != r[f"{m}_ci"] else f" ± {r[f'{m}_ci']:.3f}")
+    cols = ("train_loss", "train_acc", "test_acc_running", "test_acc_precise")
+    head = ["configuration", "n", "train loss", "train acc", "test acc (running)",
+            "test acc (PreciseBN)"]
+    rows = [[r["run"], f"{r['n']}/{r['runs']}"] + [cell(r, m) for m in cols]
+            for _, r in summary.iterrows()]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    lines = ["  ".join(str(x).ljust(w) for x, w in zip(line, widths)) for line in [head, *rows]]
+    return "\n".join(lines + ["(mean ± 95% CI half-width over seeds, Student t; n = finished "
+                               "runs / runs)"])
 
 
 def cmd_inside(args: argparse.Namespace) -> int:
@@ -216,7 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train one config")
     add_knob_flags(t)
-    t.add_argument("--out", help="folder for config.json, metrics.csv, summary.json")
+    t.add_argument("--out", help="folder for config.json, metrics.csv, snapshots.csv (gamma, "
+                                 "beta and running statistics per channel over training) and "
+                                 "summary.json")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--no-store", action="store_true", help="do not keep the run in the store")
     t.set_defaults(func=cmd_train)
@@ -228,18 +306,24 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=cmd_inside)
     from .experiments import GRIDS
     for name, grid_help in (("ablation", "d2l's BN ablation grid (10 runs)"),
-                            ("sweep", "a sweep: ablation, batch_size, lr, devices or bias")):
+                            ("sweep", "a sweep: " + ", ".join(sorted(GRIDS)))):
         g = sub.add_parser(name, help=grid_help)
         if name == "sweep":
             g.add_argument("grid", choices=sorted(GRIDS))
         else:
             g.set_defaults(grid="ablation")
         add_knob_flags(g)
-        g.add_argument("--out", help="folder for results.csv")
+        g.add_argument("--out", help="folder for results.csv (one row per run) and "
+                                     "summary.csv (mean, 95%% CI and n per configuration)")
+        g.add_argument("--seeds", type=int, default=3,
+                       help="runs per configuration, seeds SEED, SEED+1, ... paired across "
+                            "configurations (default 3)")
         if name == "sweep":
             g.add_argument("--values", help="comma-separated values to sweep (batch sizes, "
-                                            "lrs, device counts or seeds)")
-            g.add_argument("--norms", help="comma-separated norm kinds (batch_size, lr)")
+                                            "lrs, device counts, or examples per BN for "
+                                            "norm_batch)")
+            g.add_argument("--norms", help="comma-separated norm kinds (batch_size, lr, "
+                                           "norm_batch)")
         else:
             g.set_defaults(values=None, norms=None)
         g.add_argument("--again", action="store_true", help="retrain runs already stored")

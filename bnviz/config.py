@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Iterable, Mapping
 
-NORM_KINDS = ("none", "bn", "bn_scratch", "layer", "group", "instance")
+NORM_KINDS = ("none", "bn", "bn_scratch", "bn_d2l", "layer", "group", "instance")
 SITES = ("conv1", "conv2", "fc1", "fc2")
 
 
@@ -41,8 +41,11 @@ class Config:
                        choices=("auto", "cpu", "cuda", "mps"))
     # model
     norm: str = knob("bn", "normalisation layer: none, nn.BatchNorm, BatchNorm from scratch "
-                     "(d2l), LayerNorm, GroupNorm, InstanceNorm (conv sites; FC sites use "
-                     "LayerNorm)", choices=NORM_KINDS, group="model")
+                     "(d2l's maths, statistics kept as buffers updated in place), d2l's "
+                     "BatchNorm module as the book writes it (moving statistics "
+                     "as plain attributes: lost under DataParallel), LayerNorm, GroupNorm, "
+                     "InstanceNorm (conv sites; FC sites use LayerNorm)", choices=NORM_KINDS,
+                     group="model")
     norm_conv1: bool = knob(True, "normalise after conv1", group="model")
     norm_conv2: bool = knob(True, "normalise after conv2", group="model")
     norm_fc1: bool = knob(True, "normalise after fc1 (Linear 256→120)", group="model")
@@ -52,7 +55,9 @@ class Config:
     dropout_fc: bool = knob(False, "replace the FC-layer norms by dropout", group="model")
     dropout_p: float = knob(0.5, "dropout probability when dropout_fc is on", lo=0.0, hi=0.95,
                             group="model")
-    bias: bool = knob(True, "keep the bias of layers that feed a norm (BN cancels it)",
+    bias: bool = knob(True, "keep every bias; off: drop the bias of a conv/linear layer that a "
+                      "BatchNorm (or InstanceNorm at conv sites) directly follows before the "
+                      "activation: its mean subtraction cancels it; elsewhere the bias stays",
                       group="model")
     freeze_affine: bool = knob(False, "freeze gamma=1 and beta=0 (d2l exercise)", group="model")
     activation: str = knob("sigmoid", "activation function", choices=("sigmoid", "relu"),
@@ -66,8 +71,10 @@ class Config:
     groups: int = knob(2, "groups for GroupNorm (must divide 6, 16, 120 and 84)",
                        choices=(1, 2), group="bn")
     devices: int = knob(1, "simulated devices: BN statistics taken separately on this many "
-                        "equal slices of each batch (per-GPU BN, ghost batch norm)",
-                        lo=1, hi=64, group="bn")
+                        "equal slices of each batch (per-GPU BN, ghost batch norm; the "
+                        "book's BN runs each slice on a DataParallel-style replica); must "
+                        "divide batch_size",
+                        lo=1, hi=128, group="bn")
     # evaluation
     eval_mode: str = knob("running", "test accuracy from running statistics (PyTorch default), "
                           "PreciseBN statistics recomputed for the current weights, or batch "
@@ -187,12 +194,12 @@ KNOB = {k.name: k for k in KNOBS}
 
 PRESETS: dict[str, dict[str, Any]] = {
     "d2l-lenet-bn": {},  # the defaults are d2l's concise LeNet-BN
-    "d2l-lenet-bn-scratch": {"norm": "bn_scratch"},
+    "d2l-lenet-bn-scratch": {"norm": "bn_d2l"},
     "d2l-lenet": {"norm": "none", "lr": 0.9, "conv1_padding": 2},
 }
 PRESET_HELP = {
     "d2l-lenet-bn": "d2l's concise LeNet-BN: nn.BatchNorm at all four sites, lr 1.0, batch 256",
-    "d2l-lenet-bn-scratch": "the same with d2l's BatchNorm written from scratch",
+    "d2l-lenet-bn-scratch": "the same with the BatchNorm module the book writes from scratch",
     "d2l-lenet": "d2l's LeNet without BN: lr 0.9, conv1 padding 2",
 }
 
@@ -208,6 +215,10 @@ def cross_field_errors(c: Config) -> list[str]:
     if c.devices > c.batch_size:
         errs.append(f"devices ({c.devices}) cannot exceed batch_size ({c.batch_size}): "
                     "each simulated device needs at least one example")
+    elif c.devices > 1 and c.batch_size % c.devices:
+        errs.append(f"devices ({c.devices}) must divide batch_size ({c.batch_size}): each "
+                    "simulated device gets an equal slice, as DataParallel/DDP give each GPU "
+                    "batch/devices examples")
     if c.train_size and c.train_size < c.batch_size:
         errs.append(f"train_size ({c.train_size}) must be at least batch_size "
                     f"({c.batch_size}) or 0 for all")

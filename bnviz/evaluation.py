@@ -13,16 +13,35 @@ from .model import has_running_stats, norm_layers
 EVAL_CHUNK = 2000
 
 
+def batches(n: int, size: int) -> list[slice]:
+    """Consecutive slices of `size` covering range(n). A last slice of one example is merged
+    into the one before: with batch statistics a batch of one normalises every FC unit to 0
+    (nn.BatchNorm1d refuses it), and 10,000 test images at batch 9 leave exactly one over."""
+    size = max(1, size)
+    starts = list(range(0, n, size))
+    if len(starts) > 1 and n - starts[-1] == 1 and size > 1:
+        starts.pop()
+    return [slice(a, b) for a, b in zip(starts, starts[1:] + [n])]
+
+
 @contextlib.contextmanager
 def kept_buffers(net: nn.Module):
-    """Run a block that may touch BN buffers, then put them back exactly."""
+    """Run a block that may touch BN buffers, then put them back exactly. The book's BN
+    (BookBatchNorm) keeps its moving statistics as plain attributes that a train-mode forward
+    reassigns: those are saved too and reassigned afterwards."""
+    from .norms import BookBatchNorm
+
     saved = [(b, b.detach().clone()) for b in net.buffers()]
+    books = [(m, m.moving_mean.detach().clone(), m.moving_var.detach().clone())
+             for m in net.modules() if isinstance(m, BookBatchNorm)]
     try:
         yield
     finally:
         with torch.no_grad():
             for b, v in saved:
                 b.copy_(v)
+        for m, mean, var in books:
+            m.moving_mean, m.moving_var = mean, var
 
 
 @contextlib.contextmanager
@@ -45,10 +64,10 @@ def loss_acc(net: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = EVAL
              ) -> tuple[float, float]:
     loss = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device, dtype=torch.long)
-    for i in range(0, len(y), chunk):
-        out = net(x[i:i + chunk])
-        loss += F.cross_entropy(out, y[i:i + chunk], reduction="sum")
-        correct += (out.argmax(1) == y[i:i + chunk]).sum()
+    for b in batches(len(y), chunk):
+        out = net(x[b])
+        loss += F.cross_entropy(out, y[b], reduction="sum")
+        correct += (out.argmax(1) == y[b]).sum()
     n = max(len(y), 1)
     return loss.item() / n, correct.item() / n
 
@@ -76,8 +95,8 @@ def precise_stats(net: nn.Module, x: torch.Tensor, batch_size: int
         hooks.append(m.register_forward_hook(hook))
     try:
         with kept_buffers(net), mode(net, norms_train=True):
-            for i in range(0, len(x), batch_size):
-                net(x[i:i + batch_size])
+            for b in batches(len(x), batch_size):
+                net(x[b])
     finally:
         for h in hooks:
             h.remove()

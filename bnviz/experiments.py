@@ -5,14 +5,36 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from .config import SITES, Config
+from .config import KNOBS, PRESETS, SITES, Config
 from .reading import fluctuation
+
+DEFAULT_SEEDS = 3  # per configuration, on pages and in the CLI; findings use 5
+METRICS = ("train_loss", "train_acc", "test_acc", "test_acc_running", "test_acc_precise", "gap")
+EVAL_MODES = ("running", "precise", "batch")
 
 
 @dataclass(frozen=True)
 class GridPoint:
     label: str
     config: Config
+
+
+def seed_list(base: Config, seeds: int) -> list[int]:
+    """The paired seeds of a grid: every configuration runs with the same ones, so arm A's
+    seed s and arm B's seed s start from the same weights wherever their layers agree."""
+    return [base.seed + i for i in range(max(1, int(seeds)))]
+
+
+def with_seeds(points: list[GridPoint], seeds: int) -> list[GridPoint]:
+    """Each configuration once per seed (seed = its config's seed, +1, +2, ...); labels stay the
+    configuration's, so results group by label."""
+    return [GridPoint(p.label, p.config.replace(seed=s))
+            for p in points for s in seed_list(p.config, seeds)]
+
+
+def varying_knobs(points: list[GridPoint]) -> list[str]:
+    """The knobs whose value differs between points (seed included when several are run)."""
+    return [k.name for k in KNOBS if len({getattr(p.config, k.name) for p in points}) > 1]
 
 
 def ablation_grid(base: Config) -> list[GridPoint]:
@@ -36,14 +58,66 @@ def ablation_grid(base: Config) -> list[GridPoint]:
 def batch_size_grid(base: Config, sizes: Iterable[int] = (2, 4, 8, 16, 32, 64, 128, 256),
                     norms: Iterable[str] = ("bn", "group", "layer", "none"),
                     scale_lr: bool = True, examples: int = 0) -> list[GridPoint]:
-    """Test accuracy vs batch size at a fixed number of examples seen (the GN paper's figure).
-    With scale_lr the lr follows the batch size linearly from the base's lr at 256."""
+    """Test accuracy vs the SGD batch size (examples per step) at a fixed number of examples
+    seen (epochs × train-set size): small batches take more, noisier steps. BN's normalisation
+    batch is the SGD batch here, so it changes too (norm_batch_grid separates the two). With
+    scale_lr the lr follows the batch size linearly from the base's lr at 256. Every norm uses
+    the same lr; GroupNorm has base.groups groups. `examples` is unused (kept for callers)."""
     points = []
     for norm in norms:
         for bs in sizes:
             lr = base.lr * bs / 256 if scale_lr else base.lr
-            cfg = base.replace(norm=norm, batch_size=bs, lr=max(min(lr, 100.0), 1e-4))
+            cfg = base.replace(norm=norm, batch_size=bs, devices=1,
+                               lr=max(min(lr, 100.0), 1e-4))
             points.append(GridPoint(f"{norm}, batch {bs}", cfg))
+    return points
+
+
+NORM_BATCH_SGD = 256  # the SGD batch of norm_batch_grid: d2l's, and Wu & He's per-step batch
+NORM_NAMES = {"bn": "BN", "bn_scratch": "BN from scratch", "bn_d2l": "BN (book)",
+              "layer": "LayerNorm", "group": "GroupNorm", "instance": "InstanceNorm",
+              "none": "no norm"}
+
+
+def per_bn_choices(sgd_batch: int = NORM_BATCH_SGD) -> tuple[int, ...]:
+    """Normalisation batches m that norm_batch_grid can simulate at this SGD batch: m divides
+    it, is a power of two from 2 up (BatchNorm1d needs 2), and sgd_batch / m devices is within
+    the `devices` knob's range."""
+    hi = int(next(k for k in KNOBS if k.name == "devices").hi)
+    return tuple(m for m in range(2, sgd_batch + 1)
+                 if sgd_batch % m == 0 and m & (m - 1) == 0 and sgd_batch // m <= hi)
+
+
+def norm_batch_label(norm: str, per_bn: int | None, groups: int = 2) -> str:
+    name = NORM_NAMES.get(norm, norm)
+    if norm == "group":
+        name = f"GroupNorm ({groups} group{'s' if groups != 1 else ''})"
+    elif norm == "layer":
+        name = "LayerNorm (1 group)"
+    return f"{name}, reference" if per_bn is None else f"{name}, {per_bn} per BN"
+
+
+def norm_batch_grid(base: Config, per_bn: Iterable[int] | None = None,
+                    norms: Iterable[str] = ("bn",), refs: Iterable[str] = ("group", "layer"),
+                    sgd_batch: int = NORM_BATCH_SGD) -> list[GridPoint]:
+    """Wu & He's question on LeNet: what the NORMALISATION batch (examples per BN, per GPU)
+    does at a fixed SGD batch. Every point steps with `sgd_batch` examples at the base's lr;
+    the batch-dependent norms (`norms`) take their statistics over m examples, simulated as
+    sgd_batch / m devices (ghost BN), for each m in `per_bn`. The `refs` (GroupNorm with the
+    base's groups, LayerNorm) do not look across the batch at all, so each is trained once,
+    at devices = 1, as a reference. per_bn defaults to every m that can be simulated
+    (per_bn_choices); an m that cannot raises ValueError."""
+    allowed = per_bn_choices(sgd_batch)
+    per_bn = list(dict.fromkeys(allowed if per_bn is None else per_bn))
+    bad = [m for m in per_bn if m not in allowed]
+    if bad:
+        raise ValueError(f"examples per BN must be one of {', '.join(map(str, allowed))} at "
+                         f"SGD batch {sgd_batch}, got {', '.join(map(str, bad))}")
+    fixed = base.replace(batch_size=sgd_batch, devices=1)
+    points = [GridPoint(norm_batch_label(n, m), fixed.replace(norm=n, devices=sgd_batch // m))
+              for n in norms for m in per_bn]
+    points += [GridPoint(norm_batch_label(r, None, fixed.groups), fixed.replace(norm=r))
+               for r in refs]
     return points
 
 
@@ -55,28 +129,64 @@ def lr_grid(base: Config, lrs: Iterable[float] = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0
 
 def devices_grid(base: Config, ks: Iterable[int] = (1, 2, 4, 8)) -> list[GridPoint]:
     return [GridPoint(f"{k} device(s), {base.batch_size // k} per device",
-                      base.replace(devices=k)) for k in ks if base.batch_size // k >= 1]
+                      base.replace(devices=k)) for k in ks if base.batch_size % k == 0]
 
 
-def bias_grid(base: Config, seeds: Iterable[int] = (0, 1, 2)) -> list[GridPoint]:
-    return [GridPoint(f"bias {'on' if b else 'off'}, seed {s}", base.replace(bias=b, seed=s))
-            for b in (True, False) for s in seeds]
+def bias_grid(base: Config) -> list[GridPoint]:
+    """The same LeNet-BN with and without the biases that BN cancels (seeds: with_seeds)."""
+    return [GridPoint(f"bias {'on' if b else 'off'}", base.replace(bias=b)) for b in (True, False)]
 
 
-GRIDS: dict[str, Callable[[Config], list[GridPoint]]] = {
-    "ablation": ablation_grid, "batch_size": batch_size_grid, "lr": lr_grid,
-    "devices": devices_grid, "bias": bias_grid,
-}
+def fluctuation_grid(base: Config) -> list[GridPoint]:
+    """One run evaluated with running, PreciseBN and batch statistics at every evaluation."""
+    return [GridPoint("LeNet-BN, evaluated three ways", base.replace(compare_eval=True))]
+
+
 
 
 def result_row(label: str, view) -> dict:
     """One row of a grid's table from a RunView (or None when not run yet)."""
     if view is None:
-        return dict(run=label, status="not run", train_loss=math.nan, train_acc=math.nan,
-                    test_acc=math.nan, gap=math.nan, fluctuation=math.nan, run_id="")
+        return dict(run=label, status="not run", **{m: math.nan for m in METRICS},
+                    fluctuation=math.nan, run_id="")
     s = view.summary or {}
     tr, te = s.get("train_acc", math.nan), s.get("test_acc", math.nan)
-    return dict(run=label, status=view.status, train_loss=s.get("train_loss", math.nan),
-                train_acc=tr, test_acc=te, gap=tr - te,
-                fluctuation=fluctuation([e["test_acc"] for e in view.evals]),
-                run_id=view.run_id)
+    row = dict(run=label, status=view.status, train_loss=s.get("train_loss", math.nan),
+               train_acc=tr, test_acc=te,
+               test_acc_running=s.get("test_acc_running", math.nan),
+               test_acc_precise=s.get("test_acc_precise", math.nan), gap=tr - te,
+               fluctuation=fluctuation([e["test_acc"] for e in view.evals]),
+               run_id=view.run_id)
+    if view.config.compare_eval:  # the same evaluations three ways: each one's swing
+        for how in EVAL_MODES:
+            row[f"fluct_{how}"] = fluctuation([(e.get("by_mode") or {}).get(how, math.nan)
+                                               for e in view.evals])
+    return row
+
+
+def dataparallel_grid(base: Config) -> list[GridPoint]:
+    """Question 6's real cause: d2l's hand-written BN keeps its moving statistics as plain
+    attributes, so under DataParallel (simulated: devices > 1) every update lands on a
+    replica and is lost; eval-mode accuracy collapses while training looks fine. Buffers
+    updated in place (bn_scratch, nn.BatchNorm) survive. Batch size, lr, epochs and seed are
+    the base's."""
+    arms = [("book BN, 1 device", "bn_d2l", 1),
+            ("book BN, 2 devices (DataParallel)", "bn_d2l", 2),
+            ("fixed: buffers updated in place, 2 devices", "bn_scratch", 2),
+            (f"nn.BatchNorm, 8 devices ({base.batch_size // 8} per device)", "bn", 8),
+            ("nn.BatchNorm, 1 device", "bn", 1)]
+    return [GridPoint(label, base.replace(norm=norm, devices=k)) for label, norm, k in arms]
+
+
+def presets_grid(base: Config) -> list[GridPoint]:
+    """d2l's three runs of the chapter (the presets), with the base's data, epochs and seed."""
+    touched = {k for values in PRESETS.values() for k in values}
+    neutral = base.replace(**{k: getattr(Config(), k) for k in touched})
+    return [GridPoint(name, neutral.replace(**values)) for name, values in PRESETS.items()]
+
+
+GRIDS: dict[str, Callable[[Config], list[GridPoint]]] = {
+    "ablation": ablation_grid, "batch_size": batch_size_grid, "norm_batch": norm_batch_grid,
+    "lr": lr_grid, "devices": devices_grid, "dataparallel": dataparallel_grid,
+    "bias": bias_grid, "fluctuation": fluctuation_grid, "presets": presets_grid,
+}

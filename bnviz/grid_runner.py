@@ -8,6 +8,7 @@ import pandas as pd
 
 from . import data as data_mod
 from .experiments import GridPoint, result_row
+from .results import runs_table, summarize
 from .jobs import new_run_id
 from .record import RunRecord
 from .store import RunStore
@@ -47,7 +48,7 @@ def run_grid(points: list[GridPoint], store: RunStore | None, reuse: bool = True
             trained = dict(zip(todo, pool.map(_train, [points[i].config for i in todo])))
     else:
         trained = {i: _train(points[i].config) for i in todo}
-    rows = []
+    views = []
     for i, p in enumerate(points, 1):
         view = stored.get(i - 1)
         how = "reused from the run store"
@@ -56,13 +57,15 @@ def run_grid(points: list[GridPoint], store: RunStore | None, reuse: bool = True
             how = "trained"
             if store is not None:
                 store.save(view)
+        views.append(view)
         row = result_row(p.label, view)
-        rows.append(row)
-        print(f"[{i}/{len(points)}] {p.label}: {view.status}, test acc {row['test_acc']:.3f}, "
-              f"train acc {row['train_acc']:.3f} ({how}, run {view.run_id})", file=log,
-              flush=True)
-    table = pd.DataFrame(rows)
+        print(f"[{i}/{len(points)}] {p.label}, seed {p.config.seed}: {view.status}, "
+              f"test acc {row['test_acc']:.3f}, train acc {row['train_acc']:.3f} ({how}, "
+              f"run {view.run_id})", file=log, flush=True)
+    table = runs_table(points, views)
+    table.attrs["views"] = {v.run_id: v for v in views}  # for readings that need the curves
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         table.to_csv(out / "results.csv", index=False)
+        summarize(table).to_csv(out / "summary.csv", index=False)
     return table

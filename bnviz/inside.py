@@ -78,12 +78,62 @@ def layer_io(cfg: Config, n: int, site: str, seed: int = 0) -> LayerIO:
 
 def per_device_stats(cfg: Config, n: int, k: int, site: str, seed: int = 0
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per-channel means and variances of the input of `site` on each of k equal slices of a
-    batch (what each GPU's BN sees) and on the whole batch (what SyncBatchNorm uses)."""
+    """Per-channel means and variances of the input of `site` on each of k slices of a batch
+    (what each GPU's BN sees; sizes differ by at most one when k does not divide n, always k
+    slices) and on the whole batch (what SyncBatchNorm uses)."""
     x = real_batch(cfg, n, seed)
     inp, _ = capture(cfg.replace(devices=1), x, seed)[site]
-    parts = [batch_stats(p) for p in inp.chunk(k)]
+    parts = [batch_stats(p) for p in torch.tensor_split(inp, k)]
     means = np.stack([m.flatten().numpy() for m, _ in parts])
     vars_ = np.stack([v.flatten().numpy() for _, v in parts])
     whole_m, whole_v = batch_stats(inp)
     return means, vars_, whole_m.flatten().numpy(), whole_v.flatten().numpy()
+
+
+@dataclass
+class TwoExampleOutputs:
+    """What a BN at a fully-connected site computes on a real batch of two images."""
+    site: str
+    eps: float
+    diff: np.ndarray  # (C,): |x1 − x2| per unit, the input difference
+    xhat: np.ndarray  # (2, C): the normalised values before gamma and beta
+    predicted: np.ndarray  # (C,): |x̂| = 1 / sqrt(1 + 4·eps / (x1 − x2)²), from the formula
+    output: np.ndarray  # (2, C): the layer's output, gamma · x̂ + beta (at init: gamma 1, beta 0)
+
+
+def two_example_outputs(cfg: Config, site: str = "fc1", seed: int = 0) -> TwoExampleOutputs:
+    """BN at a fully-connected site on a real batch of N = 2 training images: the mean is
+    (x1 + x2)/2 and the biased variance ((x1 − x2)/2)², so x̂ = ±(x1 − x2)/2 / sqrt(((x1 −
+    x2)/2)² + eps) — ±1 up to eps for every unit: after gamma and beta each unit carries one
+    bit, gamma·(±1) + beta. x̂ is computed from the layer's captured input with BN's formula
+    (batch_stats), so it does not depend on gamma and beta; `output` is what the layer gave."""
+    if not site.startswith("fc"):
+        raise ValueError(f"two_example_outputs is about the FC sites (fc1, fc2), got {site!r}")
+    cfg = cfg.replace(devices=1, norm=cfg.norm if cfg.norm in ("bn", "bn_scratch", "bn_d2l")
+                      else "bn", **{f"norm_{site}": True}, dropout_fc=False)
+    x = real_batch(cfg, 2, seed)
+    seen = capture(cfg, x, seed)
+    inp, out = seen[site]
+    mean, var = batch_stats(inp)
+    xhat = (inp - mean) / torch.sqrt(var + cfg.eps)
+    d = (inp[0] - inp[1]).abs()
+    predicted = 1 / torch.sqrt(1 + 4 * cfg.eps / d.double() ** 2)
+    return TwoExampleOutputs(site, cfg.eps, d.numpy(), xhat.numpy(), predicted.float().numpy(),
+                             out.numpy())
+
+
+def moving_stats_after_steps(cfg: Config, steps: int = 3, n: int = 64, seed: int = 0
+                             ) -> dict[str, tuple[float, float]]:
+    """Train-mode forward passes of `steps` real batches (no weight update): for each norm
+    layer, the largest |running mean| and the mean running variance afterwards. Under
+    simulated DataParallel the book's BN keeps exactly (0, 1): every update was lost on a
+    replica."""
+    from .model import has_running_stats
+    net = build_seeded(cfg, seed)
+    net.train()
+    x = real_batch(cfg, n * steps, seed)
+    with torch.no_grad():
+        for b in x.split(n):
+            net(b)
+    return {site: (float(m.running_mean.abs().max()), float(m.running_var.mean()))
+            for site, m in norm_layers(net) if has_running_stats(m)}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from functools import partial
 
 import torch
 from torch import nn
@@ -12,17 +13,29 @@ from .config import Config
 from .norms import BatchNormScratch, GhostBatchNorm, make_norm
 
 
-# torch's global RNG is one per process. Two runs built at once on two worker threads would
-# interleave their draws (different weights for the same seed), so seeding and building hold
-# this lock; dropout draws from a generator of its own (SeededDropout) for the same reason.
+# Weights and biases are drawn from generators of the run's own, seeded from its seed
+# (init_generators), never from torch's global RNG: two runs built at once on two threads, or
+# a page building a model while a worker does, cannot change each other's initial weights.
+# Building needs no lock; INIT_LOCK stays for code that still imports it.
 INIT_LOCK = threading.Lock()
+
+# The bias generator's seed is the run's seed XOR this salt: a separate stream from the weights'
+# (which use the seed itself), and above every seed the config allows (< 2**31) and every
+# SeededDropout seed (seed * 4 + site).
+BIAS_SEED_SALT = 0xB1A5 << 48
+
+
+def init_generators(seed: int) -> tuple[torch.Generator, torch.Generator]:
+    """(weight generator, bias generator) for a run's seed: two independent streams, so the
+    weights are the same whether or not the layers have biases."""
+    return (torch.Generator().manual_seed(seed & (2**64 - 1)),
+            torch.Generator().manual_seed((seed ^ BIAS_SEED_SALT) & (2**64 - 1)))
 
 
 def build_seeded(cfg: Config, seed: int | None = None, **kw) -> nn.Sequential:
-    """torch.manual_seed(seed) then build_lenet, atomically across threads."""
-    with INIT_LOCK:
-        torch.manual_seed(cfg.seed if seed is None else seed)
-        return build_lenet(cfg, **kw)
+    """build_lenet with the weights drawn from `seed` (default cfg.seed). Thread-safe: the
+    initialisation uses generators of its own, not torch's global RNG (which it leaves alone)."""
+    return build_lenet(cfg, seed=seed, **kw)
 
 
 class SeededDropout(nn.Dropout):
@@ -69,9 +82,34 @@ def site_layers(cfg: Config, site: str, width: int, num_dims: int) -> list[tuple
 
 
 def feeds_norm(cfg: Config, site: str) -> bool:
+    """Whether a norm layer follows this site at all (before or after the activation)."""
     if cfg.norm == "none" or not getattr(cfg, f"norm_{site}"):
         return False
     return not (site.startswith("fc") and cfg.dropout_fc)
+
+
+# Norms that subtract a per-channel mean over the batch (and spatial) axes: BatchNorm in every
+# form bnviz builds it ("bn_d2l" is d2l's own; it may not be in NORM_KINDS yet). Ghost BN
+# (devices > 1) too: each slice's mean still removes a per-channel constant.
+BN_KINDS = frozenset({"bn", "bn_scratch", "bn_d2l"})
+SITE_WIDTH = {"conv1": 6, "conv2": 16, "fc1": 120, "fc2": 84}
+
+
+def cancels_bias(cfg: Config, site: str) -> bool:
+    """Whether the norm at `site` cancels the bias of the conv/linear layer before it exactly:
+    it must follow the layer directly, before the activation, and subtract a mean per channel
+    (so a per-channel constant drops out): BatchNorm, or InstanceNorm at the conv sites (mean
+    per sample and channel over H, W). LayerNorm, GroupNorm with fewer groups than channels,
+    and a norm after the activation leave the bias's effect in place."""
+    if not feeds_norm(cfg, site) or cfg.norm_position != "before_act":
+        return False
+    if cfg.norm in BN_KINDS:
+        return True
+    if cfg.norm == "instance":
+        return site.startswith("conv")  # FC sites fall back to LayerNorm
+    if cfg.norm == "group":
+        return cfg.groups == SITE_WIDTH[site]  # one channel per group; never with 1 or 2
+    return False
 
 
 class _Pool2x2(torch.autograd.Function):
@@ -142,13 +180,36 @@ class LeNet(nn.Sequential):
         return x
 
 
-def build_lenet(cfg: Config, fast_pool: bool = True) -> nn.Sequential:
+def _init_layers(net: nn.Module, seed: int) -> None:
+    """xavier_uniform_ weights (as d2l) from one generator, PyTorch's default bias init
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)) from another. A bias is drawn for every conv/linear
+    layer, in order, and copied only where the layer has one: with or without the biases that
+    BN cancels, the weights and the remaining biases are the same numbers."""
+    wgen, bgen = init_generators(seed)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.xavier_uniform_(m.weight, generator=wgen)
+                bound = 1 / m.weight[0].numel() ** 0.5  # fan_in
+                b = torch.empty(m.weight.shape[0]).uniform_(-bound, bound, generator=bgen)
+                if m.bias is not None:
+                    m.bias.copy_(b)
+
+
+def build_lenet(cfg: Config, fast_pool: bool = True, seed: int | None = None) -> nn.Sequential:
     """Conv(1→6,k5) → [norm] → act → AvgPool2 → Conv(6→16,k5) → [norm] → act → AvgPool2 →
     Flatten → Linear(→120) → [norm] → act → Linear(120→84) → [norm] → act → Linear(84→10).
     `fast_pool=False` builds a plain nn.Sequential with nn.AvgPool2d: the reference that the
-    fast pooling and the fused kernels are tested against."""
+    fast pooling and the fused kernels are tested against. The weights and biases are drawn
+    from `seed` (default cfg.seed) with generators of their own (_init_layers): the same
+    numbers every time, whatever else uses torch's global RNG, which this does not touch.
+    `cfg.bias` off drops the biases that the following norm cancels (cancels_bias)."""
     def bias(site: str) -> bool:
-        return cfg.bias or not feeds_norm(cfg, site)
+        return cfg.bias or not cancels_bias(cfg, site)
+
+    # Built uninitialised (skip_init: no draws from the global RNG), filled by _init_layers.
+    conv = partial(nn.utils.skip_init, nn.Conv2d)
+    linear = partial(nn.utils.skip_init, nn.Linear)
 
     side1 = 28 + 2 * cfg.conv1_padding - 4  # conv1's output
     side2 = side1 // 2 - 4  # conv2's output
@@ -158,23 +219,21 @@ def build_lenet(cfg: Config, fast_pool: bool = True) -> nn.Sequential:
         return AvgPool2x2(side) if fast_pool else nn.AvgPool2d(2, 2)
 
     layers: list[tuple[str, nn.Module]] = [
-        ("conv1", nn.Conv2d(1, 6, 5, padding=cfg.conv1_padding, bias=bias("conv1"))),
+        ("conv1", conv(1, 6, 5, padding=cfg.conv1_padding, bias=bias("conv1"))),
         *site_layers(cfg, "conv1", 6, 4),
         ("pool1", pool(side1)),
-        ("conv2", nn.Conv2d(6, 16, 5, bias=bias("conv2"))),
+        ("conv2", conv(6, 16, 5, bias=bias("conv2"))),
         *site_layers(cfg, "conv2", 16, 4),
         ("pool2", pool(side2)),
         ("flatten", nn.Flatten()),
-        ("fc1", nn.Linear(flat, 120, bias=bias("fc1"))),
+        ("fc1", linear(flat, 120, bias=bias("fc1"))),
         *site_layers(cfg, "fc1", 120, 2),
-        ("fc2", nn.Linear(120, 84, bias=bias("fc2"))),
+        ("fc2", linear(120, 84, bias=bias("fc2"))),
         *site_layers(cfg, "fc2", 84, 2),
-        ("fc3", nn.Linear(84, 10)),
+        ("fc3", linear(84, 10)),
     ]
     net = (LeNet if fast_pool else nn.Sequential)(OrderedDict(layers))
-    for m in net.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.xavier_uniform_(m.weight)
+    _init_layers(net, cfg.seed if seed is None else seed)
     if cfg.freeze_affine:
         for _, m in norm_layers(net):
             for p in (getattr(m, "weight", None), getattr(m, "bias", None)):

@@ -1,4 +1,5 @@
-"""Normalisation layers: d2l's BatchNorm from scratch, ghost (per-device) BN, and a factory."""
+"""Normalisation layers: d2l's BatchNorm from scratch, the book's own module, ghost
+(per-device) BN, and a factory."""
 from __future__ import annotations
 
 import torch
@@ -25,6 +26,11 @@ class BatchNormScratch(nn.Module):
     the two agree in eval mode too; normalisation itself uses the biased variance in both.
     With one example per channel the normalised values are exactly 0 — that is the lesson of
     batch size 1, so this class does not refuse it the way nn.BatchNorm1d does.
+
+    It is also the fix for the book's module on several GPUs (see BookBatchNorm): the running
+    statistics are registered buffers updated in place (`lerp_`), as nn.BatchNorm does, so
+    under nn.DataParallel the device-0 replica, which shares the buffers' storage with the
+    original module, updates them for real instead of on a copy that is thrown away.
     """
 
     def __init__(self, num_features: int, num_dims: int, momentum: float = 0.1,
@@ -55,12 +61,115 @@ class BatchNormScratch(nn.Module):
         return self.normalize(x, update=True)
 
 
-class GhostBatchNorm(nn.Module):
-    """BN whose training statistics are taken separately on `slices` equal parts of the batch.
+class BookBatchNorm(nn.Module):
+    """d2l's `BatchNorm` module as the book writes it (section "Batch Normalization").
 
-    This is exactly what plain BN does under DataParallel/DDP with one slice per device
-    (Hoffer et al.'s ghost batch norm). The running statistics follow slice 0, as DDP's
-    default broadcast of rank 0's buffers does.
+    gamma/beta are Parameters of the statistics' shape, (1, C) or (1, C, 1, 1); the moving
+    mean and variance are PLAIN tensor attributes, not registered buffers, and forward
+    reassigns them from a functional `batch_norm` that returns new tensors. The moving
+    variance averages the biased batch variance, as the book does; momentum is PyTorch's
+    convention (0.1 = weight of the new batch, which is the book's 0.9 on the old value).
+
+    One departure from the book: train/eval is chosen by `self.training`, not by
+    `torch.is_grad_enabled()`, because bnviz evaluates in eval mode under no_grad and runs
+    norms in train mode under no_grad for PreciseBN and batch-statistics evaluation.
+
+    Because the statistics are reassigned attributes, nn.DataParallel on two or more GPUs
+    loses every update: each step runs on replicas (`_replicate_for_data_parallel`, a shallow
+    copy of `__dict__`), the reassignment lands on the replica and is discarded, and the
+    moving statistics stay 0 and 1 for the whole run — training looks fine, eval-mode
+    accuracy collapses. The fix is BatchNormScratch (`bn_scratch`): buffers updated in place.
+    """
+
+    def __init__(self, num_features: int, num_dims: int, momentum: float = 0.1,
+                 eps: float = 1e-5):
+        super().__init__()
+        shape = (1, num_features) if num_dims == 2 else (1, num_features, 1, 1)
+        self.num_features, self.momentum, self.eps = num_features, momentum, eps
+        self.gamma = nn.Parameter(torch.ones(shape))
+        self.beta = nn.Parameter(torch.zeros(shape))
+        # Plain attributes, as in the book: not in state_dict, not moved by .to(), not
+        # shared with DataParallel's replicas.
+        self.moving_mean = torch.zeros(shape)
+        self.moving_var = torch.ones(shape)
+
+    @staticmethod
+    def batch_norm(x, gamma, beta, moving_mean, moving_var, eps, momentum, training):
+        """The book's functional `batch_norm`: returns Y and NEW moving statistics."""
+        if not training:
+            x_hat = (x - moving_mean) / torch.sqrt(moving_var + eps)
+        else:
+            assert x.dim() in (2, 4)
+            if x.dim() == 2:
+                mean = x.mean(dim=0)
+                var = ((x - mean) ** 2).mean(dim=0)
+            else:
+                mean = x.mean(dim=(0, 2, 3), keepdim=True)
+                var = ((x - mean) ** 2).mean(dim=(0, 2, 3), keepdim=True)
+            x_hat = (x - mean) / torch.sqrt(var + eps)
+            moving_mean = (1.0 - momentum) * moving_mean + momentum * mean
+            moving_var = (1.0 - momentum) * moving_var + momentum * var
+        y = gamma * x_hat + beta
+        return y, moving_mean.detach(), moving_var.detach()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.moving_mean.device != x.device:
+            self.moving_mean = self.moving_mean.to(x.device)
+            self.moving_var = self.moving_var.to(x.device)
+        y, self.moving_mean, self.moving_var = self.batch_norm(
+            x, self.gamma, self.beta, self.moving_mean, self.moving_var, self.eps,
+            self.momentum, self.training)
+        return y
+
+    # The names the rest of bnviz (snapshots, PreciseBN, freeze_affine) looks for.
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.gamma
+
+    @property
+    def bias(self) -> torch.Tensor:
+        return self.beta
+
+    @property
+    def running_mean(self) -> torch.Tensor:
+        return self.moving_mean
+
+    @property
+    def running_var(self) -> torch.Tensor:
+        return self.moving_var
+
+
+def dp_replica(m: nn.Module) -> nn.Module:
+    """The replica `torch.nn.parallel.replicate` makes of a leaf module for one device: a
+    shallow copy of `__dict__` (own _parameters/_buffers/_modules dicts, the buffers being
+    the same tensors, as on DataParallel's device 0), with the parameters set back as
+    replicate() does. Attributes assigned on it are lost; in-place updates of its buffers are
+    not."""
+    r = m._replicate_for_data_parallel()
+    for key, p in m._parameters.items():
+        if p is not None:
+            setattr(r, key, p)
+    return r
+
+
+class GhostBatchNorm(nn.Module):
+    """BN whose training statistics are taken separately on `slices` parts of the batch.
+
+    This is what plain BN does under DataParallel/DDP with one slice per device (Hoffer et
+    al.'s ghost batch norm). The batch is cut by `torch.tensor_split`: always exactly `slices`
+    parts whose sizes differ by at most one (the config requires slices to divide the batch
+    size, so only a smaller last batch of an epoch gives unequal parts).
+
+    How each slice maps onto nn.DataParallel's replicas:
+    - buffer-based BN (nn.BatchNorm, BatchNormScratch, which update registered buffers in
+      place): slice 0 runs on the module itself and updates its running statistics — the
+      device-0 replica shares its buffers' storage with the original, and DDP broadcasts rank
+      0's buffers; the other slices normalise with their own statistics and update nothing.
+    - BookBatchNorm (moving statistics reassigned as plain attributes): every slice runs on a
+      shallow replica (`dp_replica`), so every reassignment is lost and the moving statistics
+      keep their initial values, exactly as under DataParallel on two or more GPUs.
+    With one slice, or in eval mode, the module is called directly (DataParallel on one
+    device does the same).
     """
 
     def __init__(self, inner: nn.Module, slices: int):
@@ -70,11 +179,13 @@ class GhostBatchNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.slices == 1:
             return self.inner(x)
-        chunks = x.chunk(self.slices)
-        return torch.cat([self._part(c, update=(i == 0)) for i, c in enumerate(chunks)])
+        parts = torch.tensor_split(x, self.slices)
+        return torch.cat([self._part(c, update=(i == 0)) for i, c in enumerate(parts)])
 
     def _part(self, x: torch.Tensor, update: bool) -> torch.Tensor:
         m = self.inner
+        if isinstance(m, BookBatchNorm):
+            return dp_replica(m)(x)
         if isinstance(m, BatchNormScratch):
             return m.normalize(x, update)
         if update:
@@ -90,6 +201,8 @@ def make_norm(kind: str, num_features: int, num_dims: int, *, momentum: float = 
         layer = (nn.BatchNorm2d if conv else nn.BatchNorm1d)(num_features, eps, momentum)
     elif kind == "bn_scratch":
         layer = BatchNormScratch(num_features, num_dims, momentum, eps)
+    elif kind == "bn_d2l":
+        layer = BookBatchNorm(num_features, num_dims, momentum, eps)
     elif kind == "layer":
         layer = nn.GroupNorm(1, num_features, eps) if conv else nn.LayerNorm(num_features, eps)
     elif kind == "group":
@@ -101,6 +214,6 @@ def make_norm(kind: str, num_features: int, num_dims: int, *, momentum: float = 
                  else nn.LayerNorm(num_features, eps))
     else:
         raise ValueError(f"unknown norm kind {kind!r}")
-    if slices > 1 and kind in ("bn", "bn_scratch"):
+    if slices > 1 and kind in ("bn", "bn_scratch", "bn_d2l"):
         layer = GhostBatchNorm(layer, slices)
     return layer

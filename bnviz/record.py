@@ -67,6 +67,15 @@ class RunView:
                 "eval_batch_acc", "train_mode_batch_acc"]
         return pd.DataFrame(rows) if rows else pd.DataFrame(columns=cols)
 
+    def snapshots_long(self):
+        """Every snapshot value: iteration, epoch, layer, stat, channel, value (as the CLI's
+        snapshots.csv)."""
+        import pandas as pd
+        rows = [(it, ep, site, stat, c, float(x)) for it, ep, layers in self.snapshots
+                for site, d in layers.items() for stat, v in d.items() for c, x in enumerate(v)]
+        return pd.DataFrame(rows, columns=["iteration", "epoch", "layer", "stat", "channel",
+                                           "value"])
+
     def snapshots_frame(self, stat: str = "gamma"):
         """Long frame: one row per (snapshot, layer, channel) value of `stat`."""
         import pandas as pd

@@ -51,16 +51,23 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _copy(t: torch.Tensor) -> np.ndarray:
+    # .cpu().numpy() of a float32 CPU tensor shares its memory: SGD and BN update the
+    # parameters and buffers in place, so a history of such views would all show the latest
+    # values. A snapshot is a copy, owned by whoever receives it (another thread, the store).
+    return np.array(t.detach().flatten().float().cpu().numpy(), copy=True)
+
+
 def snapshot(net: torch.nn.Module) -> dict[str, dict[str, np.ndarray]]:
     out = {}
     for site, m in norm_layers(net):
         d = {}
         if getattr(m, "weight", None) is not None:
-            d["gamma"] = m.weight.detach().flatten().float().cpu().numpy()
-            d["beta"] = m.bias.detach().flatten().float().cpu().numpy()
+            d["gamma"] = _copy(m.weight)
+            d["beta"] = _copy(m.bias)
         if has_running_stats(m):
-            d["running_mean"] = m.running_mean.detach().flatten().float().cpu().numpy()
-            d["running_var"] = m.running_var.detach().flatten().float().cpu().numpy()
+            d["running_mean"] = _copy(m.running_mean)
+            d["running_var"] = _copy(m.running_var)
         if d:
             out[site] = d
     return out
@@ -89,8 +96,10 @@ class Trainer:
         self._t0 = time.perf_counter()
         self._train_time = 0.0
         self._examples = 0
+        self._total = -1
         self.summary = {"status": "running", "train_loss": math.nan, "train_acc": math.nan,
-                        "test_acc": math.nan, "test_loss": math.nan, "examples_per_sec": 0.0,
+                        "test_acc": math.nan, "test_loss": math.nan, "test_acc_running": math.nan,
+                        "test_acc_precise": math.nan, "examples_per_sec": 0.0,
                         "iterations": 0, "epochs_done": 0}
         status, reason = "finished", ""
         try:
@@ -146,6 +155,7 @@ class Trainer:
         drop_last = bs > 1 and 0 < rem < 2 * cfg.devices
         steps = n // bs if drop_last or rem == 0 else n // bs + 1
         total = steps * cfg.epochs
+        self._total = total
         self.summary.update(data_source=ds.source, data=ds.description, device=str(device),
                             n_params=count_params(net), config_id=cfg.config_id(),
                             seed=cfg.seed)
@@ -155,6 +165,9 @@ class Trainer:
         probe = slice(0, min(max(bs, 2), len(ds.test_y)))  # fixed test batch for chart 3
         eval_every = cfg.eval_every or steps
         snap_every = cfg.snapshot_every or eval_every
+        # The state before any step (gamma = 1, beta = 0, running mean 0, var 1): where the
+        # gamma/beta charts start.
+        self.emit(BNSnapshot(0, 0.0, snapshot(net)))
         it = 0
         last_flush = -math.inf  # the first step is reported at once: first point on screen
         losses = torch.zeros(steps, device=device)
@@ -227,6 +240,19 @@ class Trainer:
         for how in modes:
             by_mode[how] = evaluate(net, ds.test_x, ds.test_y, how, **kw)
         test_loss, test_acc = by_mode[cfg.eval_mode]
+        if it == self._total:
+            # The summary always carries the final accuracy with running statistics and with
+            # PreciseBN, whatever eval_mode is: comparisons read both, since the running
+            # statistics' lag swings single-run accuracy far more than PreciseBN's.
+            final = {m: a for m, (_, a) in by_mode.items()}
+            if any(has_running_stats(m) for _, m in norm_layers(net)):
+                for how in ("running", "precise"):
+                    if how not in final:
+                        final[how] = evaluate(net, ds.test_x, ds.test_y, how, **kw)[1]
+            else:  # nothing to recompute: every mode is the same computation
+                final = {"running": test_acc, "precise": test_acc}
+            self.summary.update(test_acc_running=final["running"],
+                                test_acc_precise=final["precise"])
         n_seen = sizes[:upto].sum()
         train_loss = ((losses[:upto] * sizes[:upto]).sum() / n_seen).item()
         train_acc = (correct[:upto].sum() / n_seen).item()

@@ -12,7 +12,8 @@ import uuid
 import streamlit as st
 
 from . import charts, reading
-from .config import KNOB, KNOBS, PRESET_HELP, PRESETS, Config, from_query, parse_config, to_query
+from .config import (KNOB, KNOBS, PRESET_HELP, PRESETS, Config, from_query, parse_config, shown,
+                     to_query)
 from .runner import JobRefused, Runner, runner_from_env
 
 LABELS = {
@@ -29,7 +30,9 @@ LABELS = {
     "conv1_padding": "conv1 padding",
 }
 CHOICE_LABELS = {
-    "none": "none", "bn": "BatchNorm (nn.BatchNorm)", "bn_scratch": "BatchNorm from scratch (d2l)",
+    "none": "none", "bn": "BatchNorm (nn.BatchNorm)",
+    "bn_scratch": "BatchNorm from scratch (d2l's maths, buffers)",
+    "bn_d2l": "BatchNorm as the book writes it (moving stats as attributes)",
     "layer": "LayerNorm", "group": "GroupNorm", "instance": "InstanceNorm",
     "before_act": "before the activation (d2l)", "after_act": "after the activation",
     "running": "running statistics (PyTorch default)",
@@ -44,9 +47,12 @@ LOG_OPTIONS = {
     "devices": [1, 2, 4, 8, 16, 32, 64],
 }
 BATCH_HELP = ("A minibatch is the set of examples one SGD step uses; batch size is how many "
-              "it holds. BN's statistics are taken over exactly this minibatch (per device), "
-              "so at batch size 1 there is nothing to average over.")
+              "it holds. BN's statistics are taken over exactly this minibatch (per device): "
+              "at batch size 1 a fully-connected BN has one value per feature to average, "
+              "so every output is 0; a conv BN still averages over the image's H×W positions.")
 RUN_ID = re.compile(r"^[0-9a-f]{12}$")
+PAGE_PARAMS = ("run", "runs", "view", "seeds")  # link parameters that are not knobs
+MAX_SEEDS = 10
 
 
 def _release(runner: Runner) -> None:
@@ -115,7 +121,7 @@ def load_url_once(page: str) -> list[str]:
         return st.session_state.get(f"url_warnings_{page}", [])
     st.session_state[flag] = True
     params = {k: st.query_params.get_all(k) for k in st.query_params.keys()}
-    cfg, warnings = from_query(params, ignore=("run", "runs", "view"))
+    cfg, warnings = from_query(params, ignore=PAGE_PARAMS)
     set_controls(cfg)
     run = params.get("run", [None])[-1]
     if run is not None:
@@ -127,10 +133,22 @@ def load_url_once(page: str) -> list[str]:
     return warnings
 
 
-def sync_url(cfg: Config, run_id: str | None) -> None:
+def shown_text(raw) -> str:
+    return shown(raw)
+
+
+def show_ignored(warnings: list[str]) -> None:
+    """Warnings about a link's parameters. They quote the link, so they are shown as plain
+    text, never as Markdown (a link can carry `[x](…)` or an image)."""
+    st.warning("Some link parameters were ignored; defaults are used instead:")
+    st.text("\n".join(f"- {w}" for w in warnings))
+
+
+def sync_url(cfg: Config, run_id: str | None, extra: dict[str, str] | None = None) -> None:
     q = to_query(cfg)
     if run_id:
         q["run"] = run_id
+    q.update(extra or {})
     if dict(st.query_params) != q:
         st.query_params.from_dict(q)
 
@@ -139,11 +157,12 @@ def page_url() -> str:
     return (getattr(st.context, "url", None) or "").split("?")[0]
 
 
-def share_link(cfg: Config, run_id: str | None) -> str:
+def share_link(cfg: Config, run_id: str | None, extra: dict[str, str] | None = None) -> str:
     base = page_url()
     q = to_query(cfg)
     if run_id:
         q["run"] = run_id
+    q.update(extra or {})
     return base + ("?" + "&".join(f"{k}={v}" for k, v in q.items()) if q else "")
 
 
@@ -251,9 +270,11 @@ def placeholder_charts() -> None:
 
 
 def downloads(v) -> None:
-    c1, c2 = st.columns(2)
+    c1, c2, c3 = st.columns(3)
     c1.download_button("Metrics (CSV)", charts.steps_to_csv(v.steps_frame(), v.evals_frame()),
                        f"bnviz-{v.run_id}-metrics.csv", "text/csv")
+    c3.download_button("gamma/beta history (CSV)", v.snapshots_long().to_csv(index=False),
+                       f"bnviz-{v.run_id}-snapshots.csv", "text/csv")
     c2.download_button("Config (JSON)", json.dumps({**v.config.to_dict(),
                                                     "config_id": v.config.config_id()},
                                                    indent=2),

@@ -1,14 +1,15 @@
-"""Streamlit panel for a grid of runs (ablation, sweeps): submit, poll, table, chart."""
+"""Streamlit panel for a grid of runs (ablation, sweeps): seeds, submit, poll, table, chart."""
 from __future__ import annotations
 
 import hashlib
+import math
 
 import pandas as pd
 import streamlit as st
 
 from . import charts, ui
-from .config import KNOBS
-from .experiments import GridPoint, result_row
+from .experiments import DEFAULT_SEEDS, GridPoint, with_seeds
+from .results import runs_table, summarize
 
 
 def grid_id(points: list[GridPoint]) -> str:
@@ -18,55 +19,123 @@ def grid_id(points: list[GridPoint]) -> str:
 
 def submit_grid(points: list[GridPoint], rerun: bool = False) -> None:
     gid = grid_id(points)
+    mgr = ui.manager()
     for p in points:
+        if not rerun:
+            live = mgr.find(p.config)
+            if live is not None and live.active:  # a second click while it trains: no copy
+                continue
         try:
             ui.manager().submit(p.config, session=ui.session_id(), reuse=not rerun, group=gid)
         except ui.JobRefused as e:
-            st.error(f"{p.label}: not started — {e}")
+            st.error(f"{p.label} (seed {p.config.seed}): not started — {e}")
             return
 
 
 def grid_table(points: list[GridPoint]) -> pd.DataFrame:
-    """One row per grid point, with the knobs the grid varies as columns."""
+    """One row per run (configuration × seed), with the knobs the grid varies as columns."""
     mgr = ui.manager()
-    varying = [k.name for k in KNOBS if len({getattr(p.config, k.name) for p in points}) > 1]
-    rows = []
-    for p in points:
-        row = result_row(p.label, mgr.find(p.config))
-        row.update({k: getattr(p.config, k) for k in varying})
-        rows.append(row)
-    return pd.DataFrame(rows)
+    return runs_table(points, [mgr.find(p.config) for p in points])
+
+
+def _seeds_key(page: str) -> str:
+    return f"seeds_{page}"
+
+
+def seeds_from_url(page: str) -> list[str]:
+    """Restore the seeds control from the link once; returns a warning if the value is bad."""
+    key = _seeds_key(page)
+    if key in st.session_state:
+        return []
+    raw = st.query_params.get_all("seeds")
+    st.session_state[key] = DEFAULT_SEEDS
+    if not raw:
+        return []
+    try:
+        n = int(str(raw[-1]))
+    except ValueError:
+        n = -1
+    if 1 <= n <= ui.MAX_SEEDS:
+        st.session_state[key] = n
+        return []
+    return [f"seeds must be a whole number from 1 to {ui.MAX_SEEDS}, got "
+            f"{ui.shown_text(raw[-1])}; using {DEFAULT_SEEDS}"]
+
+
+def page_seeds(page: str) -> int:
+    return int(st.session_state.get(_seeds_key(page), DEFAULT_SEEDS))
+
+
+def seeds_extra(page: str) -> dict[str, str]:
+    n = page_seeds(page)
+    return {} if n == DEFAULT_SEEDS else {"seeds": str(n)}
+
+
+def seeds_widget(page: str) -> int:
+    st.number_input("Seeds per configuration", 1, ui.MAX_SEEDS, step=1, key=_seeds_key(page),
+                    help="Every configuration is trained once per seed (paired: seed s of "
+                         "one arm starts from the same weights as seed s of another). Charts "
+                         "show the mean with a 95% confidence interval over seeds and each "
+                         "seed as a dot; with one seed there is no interval.")
+    return page_seeds(page)
 
 
 def grid_controls(names: tuple[str, ...], page: str) -> tuple:
-    """URL-restored sidebar controls for a grid page; returns (base config, problems)."""
-    warnings = ui.load_url_once(page)
+    """URL-restored sidebar controls for a grid page, seeds included; returns
+    (base config, problems). The page's seed count is `page_seeds(page)`."""
+    warnings = ui.load_url_once(page) + seeds_from_url(page)
     if warnings:
-        st.warning("Some link parameters were ignored:\n\n- " + "\n- ".join(warnings))
+        ui.show_ignored(warnings)
     with st.sidebar:
         st.subheader("Base configuration")
         for name in names:
             ui.knob_widget(name)
+        seeds_widget(page)
     base, problems = ui.controls_from_state()
     for p in problems:
         st.error(p)
-    ui.sync_url(base, None)
+    ui.sync_url(base, None, seeds_extra(page))
     return base, problems
 
 
-def run_buttons(points: list[GridPoint], base, label: str = "▶ Run the experiment") -> None:
+def seeded(points: list[GridPoint], page: str) -> list[GridPoint]:
+    return with_seeds(points, page_seeds(page))
+
+
+def run_buttons(points: list[GridPoint], base, label: str = "▶ Run the experiment",
+                page: str | None = None) -> None:
     c1, c2, c3 = st.columns([1.3, 1, 3])
     if c1.button(label, type="primary", key=f"go_{label}"):
         submit_grid(points)
     if c2.button("↻ Run again", key=f"again_{label}",
                  help="retrain even where an identical finished run is stored"):
         submit_grid(points, rerun=True)
-    c3.text_input("Share link", ui.share_link(base, None), key=f"link_{label}",
-                  help="Opens this experiment and its stored results")
+    c3.text_input("Share link", ui.share_link(base, None, seeds_extra(page) if page else None),
+                  key=f"link_{label}", help="Opens this experiment and its stored results")
+
+
+def _pm(mean: float, half: float) -> str:
+    if mean != mean:
+        return "–"
+    return f"{mean:.3f}" if half != half else f"{mean:.3f} ± {half:.3f}"
+
+
+def summary_view(summary: pd.DataFrame) -> pd.DataFrame:
+    """The per-configuration table as people read it: mean ± 95% CI half-width, n."""
+    out = pd.DataFrame({"configuration": summary["run"],
+                        "n": [f"{n}/{r}" for n, r in zip(summary["n"], summary["runs"])]})
+    for col, name in (("train_loss", "train loss"), ("train_acc", "train acc"),
+                      ("test_acc_running", "test acc (running stats)"),
+                      ("test_acc_precise", "test acc (PreciseBN)"), ("gap", "train − test")):
+        out[name] = [_pm(m, h) for m, h in zip(summary[col], summary[f"{col}_ci"])]
+    if summary["ended_badly"].any():
+        out["diverged/failed"] = summary["ended_badly"]
+    return out
 
 
 def grid_panel(points: list[GridPoint], key: str, chart=charts.grid_bar_figure) -> pd.DataFrame:
-    """Progress of the whole grid, its table and chart; polls while any run is active."""
+    """Progress of the whole grid, its chart and tables; polls while any run is active.
+    Returns the runs table (one row per configuration × seed)."""
     table = grid_table(points)
     active = table.status.isin(["queued", "running"]).any()
 
@@ -79,19 +148,38 @@ def grid_panel(points: list[GridPoint], key: str, chart=charts.grid_bar_figure) 
         for row in running.itertuples():
             v = ui.manager().get(row.run_id)
             if v is not None:
-                parts.append(f"{row.run} ({v.progress['fraction']:.0%})")
+                parts.append(f"{row.run}, seed {row.seed} ({v.progress['fraction']:.0%})")
                 frac += v.progress["fraction"]
         now = f" — now: {', '.join(parts)}" if parts else ""
         if done < len(t):
             st.progress(min(1.0, (done + frac) / len(t)), text=f"{done} of {len(t)} runs done{now}")
         st.plotly_chart(chart(t, revision=key), key=f"chart_{key}")
-        st.dataframe(t.drop(columns=["run_id"]).style.format(
-            {c: "{:.3f}" for c in ("train_loss", "train_acc", "test_acc", "gap",
-                                   "fluctuation")}, na_rep="–"),
-            hide_index=True, width="stretch")
-        st.download_button("Table (CSV)", t.to_csv(index=False), f"bnviz-{key}.csv",
+        summary = summarize(t)
+        st.dataframe(summary_view(summary), hide_index=True, width="stretch")
+        st.caption("Mean ± half-width of the 95% confidence interval over seeds (Student t); "
+                   "n = finished runs / runs. Test accuracy with running statistics is what "
+                   "PyTorch's eval mode gives; PreciseBN recomputes the statistics for the "
+                   "final weights and swings far less from run to run.")
+        with st.expander("Every run"):
+            st.dataframe(t.drop(columns=["run_id"]).style.format(
+                {c: "{:.3f}" for c in ("train_loss", "train_acc", "test_acc",
+                                       "test_acc_running", "test_acc_precise", "gap",
+                                       "fluctuation")}, na_rep="–"),
+                hide_index=True, width="stretch")
+        c1, c2 = st.columns(2)
+        c1.download_button("Runs (CSV)", t.to_csv(index=False), f"bnviz-{key}-runs.csv",
                            "text/csv", key=f"csv_{key}")
+        c2.download_button("Summary (CSV)", summary.to_csv(index=False),
+                           f"bnviz-{key}-summary.csv", "text/csv", key=f"csvs_{key}")
         if active and not t.status.isin(["queued", "running"]).any():
             st.rerun()
     panel()
     return table
+
+
+def finished_all(table: pd.DataFrame) -> bool:
+    return bool(len(table)) and not table.status.isin(["queued", "running", "not run"]).any()
+
+
+def nan_or(x: float, fmt: str = "{:.3f}") -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else fmt.format(x)

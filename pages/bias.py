@@ -1,35 +1,86 @@
 """Bias before BN: the mean subtraction cancels it, so it can go."""
+import pandas as pd
 import streamlit as st
 
 from bnviz import charts, compare, ui
+from bnviz.bias import bias_equivalence, bias_gradients, loss_difference, parameter_counts
 from bnviz.experiments import bias_grid
-from bnviz.model import build_lenet, count_params
+from bnviz.results import estimate, summarize
+from bnviz.stats import compare_text
+from bnviz.ui_grid import finished_all, grid_controls, grid_panel, run_buttons, seeded
 from bnviz.ui_nav import via_app
-from bnviz.ui_grid import grid_controls, grid_panel, run_buttons
 
 via_app()  # first request after a server start: rerun through app.py
 
+
+@st.cache_data(max_entries=32, show_spinner="Training both arms for 20 steps in float64…")
+def cached_equivalence(cfg):
+    return bias_equivalence(cfg)
+
+
 st.title("Bias before BN")
-st.markdown("BN subtracts the batch mean, so a constant bias added by the layer before it is "
-            "cancelled exactly; beta takes over its job. Dropping it saves parameters and "
-            "should change nothing beyond run-to-run noise.")
-base, problems = grid_controls(("dataset", "train_size", "epochs", "batch_size", "lr", "norm"),
-                               "bias")
-with_b, without = (count_params(build_lenet(base.replace(bias=b))) for b in (True, False))
-st.metric("Parameters with / without the bias", f"{with_b:,} / {without:,}",
+st.markdown("BN in training mode subtracts the batch mean of each channel, so a constant bias "
+            "added by the layer just before it is removed again: the loss does not depend on "
+            "it, its gradient is 0, and it never changes. beta does its job. This holds only "
+            "where BatchNorm (or InstanceNorm at a conv layer) directly follows the layer, "
+            "before the activation; with LayerNorm, GroupNorm or the norm after the "
+            "activation nothing cancels a per-channel bias, so bnviz keeps it there.")
+base, problems = grid_controls(("dataset", "train_size", "epochs", "seed", "batch_size", "lr",
+                                "norm", "norm_position"), "bias")
+with_b, without = parameter_counts(base)
+st.metric("Parameters with / without the cancelled biases", f"{with_b:,} / {without:,}",
           f"{without - with_b:,}")
-points = bias_grid(base)
 if not problems:
-    run_buttons(points, base)
+    grads = bias_gradients(base)
+    st.dataframe(pd.DataFrame({
+        "layer": [g.site for g in grads],
+        "followed by BN before the activation": ["yes" if g.cancelled else "no" for g in grads],
+        "largest |∂loss/∂bias|": [f"{g.bias_grad:.1e}" for g in grads],
+        "largest |∂loss/∂weight|": [f"{g.weight_grad:.1e}" for g in grads]}), hide_index=True)
+    st.caption(f"One real batch of 64 training images, train mode, seed {base.seed}: where BN "
+               "follows, the bias gradient is float rounding next to the weight gradient.")
+    with_b, without_b = parameter_counts(base)
+    if with_b == without_b:
+        st.info("With these settings no bias is followed directly by BatchNorm (before the "
+                "activation), so nothing is cancelled and the two arms below are the same "
+                "model.")
+    else:
+        eq = cached_equivalence(base)
+        st.markdown(f"**The exact result.** The two arms start from identical weights (the "
+                    f"biases come from a separate random stream). Trained side by side for "
+                    f"{eq.steps} SGD steps on the same real batches in float64, their losses "
+                    f"differ by at most **{eq.loss_diff:.1e}** and their weights by "
+                    f"{eq.weight_diff:.1e} (loss {eq.first_loss:.3f} → {eq.last_loss:.3f}): "
+                    f"one function of the weights, {with_b - without_b} parameters apart.")
+    st.markdown("The runs below train as usual, in float32, on the same paired seeds and batch "
+                "order. There `x + b − mean(x + b)` and `x − mean(x)` round differently in "
+                "the last bit; at lr 1.0 such differences grow over thousands of steps, so the "
+                "two loss curves drift apart slowly while the final numbers agree.")
+    points = seeded(bias_grid(base), "bias")
+    run_buttons(points, base, page="bias")
     t = grid_panel(points, "bias")
-    done = t[t.status == "finished"]
-    if len(done) == len(t):
-        g = done.groupby("bias").test_acc.agg(["mean", "std"])
-        st.success(f"Test accuracy with bias {g.loc[True, 'mean']:.3f} ± "
-                   f"{g.loc[True, 'std']:.3f}, without {g.loc[False, 'mean']:.3f} ± "
-                   f"{g.loc[False, 'std']:.3f} over {len(done) // 2} seeds: a difference of "
-                   f"{g.loc[False, 'mean'] - g.loc[True, 'mean']:+.3f}.")
-        views = [ui.manager().get(r) for r in done.run_id]
-        st.plotly_chart(charts.band_figure(compare.curves(views, "test_acc", True),
-                                           "Test accuracy, seeds as a band", "test accuracy"),
-                        key="bias_curves")
+    if finished_all(t):
+        mgr = ui.manager()
+        diffs = []
+        for seed in sorted(set(t.seed)):
+            on = t[(t.seed == seed) & t.bias]
+            off = t[(t.seed == seed) & ~t.bias]
+            if len(on) and len(off):
+                a, b = mgr.get(on.run_id.iloc[0]), mgr.get(off.run_id.iloc[0])
+                diffs.append((seed, loss_difference(a, b, 20), loss_difference(a, b)))
+        if diffs:
+            st.dataframe(pd.DataFrame({
+                "seed": [d[0] for d in diffs],
+                "largest |Δ loss|, first 20 steps": [f"{d[1]:.1e}" for d in diffs],
+                "largest |Δ loss|, whole run": [f"{d[2]:.1e}" for d in diffs]}),
+                hide_index=True)
+            st.caption("Training loss with bias minus without, step by step (float32).")
+        s = summarize(t)
+        st.write(compare_text("with bias", estimate(s, "bias on", "test_acc_precise"),
+                              "without", estimate(s, "bias off", "test_acc_precise"),
+                              "test accuracy (PreciseBN)"))
+        views = [mgr.get(r) for r in t.run_id]
+        st.plotly_chart(charts.band_figure(compare.curves([v for v in views if v], "test_acc",
+                                                          True),
+                                           "Test accuracy over training, mean and range of "
+                                           "the seeds", "test accuracy"), key="bias_curves")

@@ -1,10 +1,12 @@
 """Why test accuracy jumps around with BN: running stats vs PreciseBN vs batch stats."""
+import pandas as pd
 import streamlit as st
 
 from bnviz import reading, ui
 from bnviz.experiments import GridPoint
+from bnviz.stats import compare_text, mean_ci
+from bnviz.ui_grid import grid_controls, page_seeds, run_buttons, seeded
 from bnviz.ui_nav import via_app
-from bnviz.ui_grid import grid_controls, run_buttons
 
 via_app()  # first request after a server start: rerun through app.py
 
@@ -13,27 +15,48 @@ st.markdown("In eval mode BN normalises with *running* statistics: an exponentia
             "average of past batches, computed with past weights. When the weights move fast "
             "(lr 1.0) that average lags, and test accuracy swings. **PreciseBN** recomputes the "
             "statistics for the current weights on a few thousand training images; **batch "
-            "statistics** normalise each test batch by itself. The run below evaluates all "
-            "three at every point.")
+            "statistics** normalise each test batch by itself. Each run below evaluates all "
+            "three at every point, so the three are measured on the same weights.")
 base, problems = grid_controls(("dataset", "train_size", "epochs", "seed", "lr", "momentum",
                                 "eval_every", "precise_samples"), "fluct")
 cfg = base.replace(compare_eval=True)
-point = GridPoint("fluctuation run", cfg)
+points = seeded([GridPoint("fluctuation run", cfg)], "fluct")
+MODES = ("running", "precise", "batch")
 if not problems:
-    run_buttons([point], cfg)
-    v = ui.manager().find(cfg)
-    if v is None:
-        st.info("Press Run to train once and evaluate three ways.")
+    run_buttons(points, cfg, page="fluct")
+    views = [ui.manager().find(p.config) for p in points]
+    first = views[0]
+    if first is None:
+        st.info(f"Press Run to train {len(points)} seed(s) and evaluate each three ways.")
     else:
-        ui.live_run(v.run_id, key="fl")
-        ev = v.evals_frame()
-        if not v.active and len(ev) >= 3:
+        st.subheader(f"Seed {cfg.seed}, live")
+        ui.live_run(first.run_id, key="fl")
+    done = [v for v in views if v is not None and v.status == "finished"]
+    if done:
+        rows = []
+        for v in done:
+            ev = v.evals_frame()
+            if len(ev) < 3:
+                continue
             last = max(3, len(ev) // 2)
-            rows = {m: reading.fluctuation(list(ev[f"acc_{m}"]), last)
-                    for m in ("running", "precise", "batch") if f"acc_{m}" in ev}
-            st.dataframe({"statistics": list(rows), f"std of test acc, last {last} evals":
-                          list(rows.values()), "final test acc":
-                          [ev[f"acc_{m}"].iloc[-1] for m in rows]}, hide_index=True)
-            steadiest = min(rows, key=rows.get)
-            st.success(f"Steadiest: **{steadiest}** statistics (std {rows[steadiest]:.4f} vs "
-                       f"{rows['running']:.4f} for running statistics).")
+            for m in MODES:
+                if f"acc_{m}" in ev:
+                    rows.append(dict(seed=v.config.seed, mode=m, last=last,
+                                     std=reading.fluctuation(list(ev[f"acc_{m}"]), last),
+                                     final=ev[f"acc_{m}"].iloc[-1]))
+        if rows:
+            df = pd.DataFrame(rows)
+            est = {m: (mean_ci(df[df["mode"] == m]["std"]), mean_ci(df[df["mode"] == m]["final"]))
+                   for m in MODES if (df["mode"] == m).any()}
+            st.dataframe(pd.DataFrame({
+                "statistics": list(est),
+                f"std of test acc over the last {int(df['last'].max())} evaluations":
+                    [e[0].text(4) for e in est.values()],
+                "final test acc": [e[1].text(3) for e in est.values()]}), hide_index=True)
+            st.caption(f"Mean ± 95% CI over {len(done)} of {len(points)} seeds "
+                       f"(Student t); {page_seeds('fluct')} requested.")
+            for m in ("precise", "batch"):
+                if m in est:
+                    st.write(compare_text(f"{m} statistics", est[m][0], "running statistics",
+                                          est["running"][0], "epoch-to-epoch std",
+                                          digits=4).replace("has the higher", "has the larger"))

@@ -3,22 +3,25 @@ import streamlit as st
 
 from bnviz import charts, ui
 from bnviz.experiments import GridPoint
+from bnviz.results import estimate, summarize
+from bnviz.stats import compare_text
+from bnviz.ui_grid import finished_all, grid_controls, grid_panel, run_buttons, seeded
 from bnviz.ui_nav import via_app
-from bnviz.ui_grid import grid_controls, grid_panel, run_buttons
 
 via_app()  # first request after a server start: rerun through app.py
 
 st.title("gamma and beta")
 st.markdown("Each BN layer learns one scale (gamma) and one shift (beta) per channel. Watch "
-            "their spread per layer over training, and compare with a run where they are "
-            "frozen at gamma = 1, beta = 0 (d2l's exercise).")
+            "their spread per layer over training, and compare with runs where they are "
+            "frozen at gamma = 1, beta = 0 (d2l's exercise), on the same paired seeds.")
 base, problems = grid_controls(("dataset", "train_size", "epochs", "seed", "lr",
                                 "snapshot_every"), "gamma")
 pair = [GridPoint("gamma/beta learned", base.replace(freeze_affine=False)),
         GridPoint("gamma/beta frozen", base.replace(freeze_affine=True))]
+points = seeded(pair, "gamma")
 if not problems:
-    run_buttons(pair, base)
-    t = grid_panel(pair, "gamma")
+    run_buttons(points, base, page="gamma")
+    t = grid_panel(points, "gamma")
     learned = ui.manager().find(pair[0].config)
     frozen = ui.manager().find(pair[1].config)
     if learned is not None:
@@ -28,6 +31,15 @@ if not problems:
                                              other, "frozen run"), key="gb_fan")
         snaps = learned.snapshots_frame(stat)
         if not snaps.empty:
+            first = snaps[snaps.epoch == snaps.epoch.min()].groupby("layer").value
             last = snaps[snaps.epoch == snaps.epoch.max()].groupby("layer").value
-            st.caption("Last snapshot, mean per layer: " + ", ".join(
-                f"{k} {m:.2f}" for k, m in last.mean().items()))
+            st.caption(f"Seed {base.seed}, mean {stat} per layer at the first snapshot (epoch "
+                       f"{snaps.epoch.min():.2f}) → the last (epoch {snaps.epoch.max():.2f}): "
+                       + ", ".join(f"{k} {a:.2f} → {b:.2f}" for (k, a), b in
+                                   zip(first.mean().items(), last.mean())))
+    if finished_all(t):
+        s = summarize(t)
+        for metric, what in (("train_loss", "final train loss"),
+                             ("test_acc_precise", "test accuracy (PreciseBN)")):
+            st.write(compare_text("learned", estimate(s, "gamma/beta learned", metric), "frozen",
+                                  estimate(s, "gamma/beta frozen", metric), what))

@@ -17,11 +17,15 @@ experiment you can run, look at and share as a link.
 | **Batch size (and batch size 1)** | Test accuracy vs batch size for BN, GroupNorm, LayerNorm and no norm; why batch size 1 teaches BN nothing, live; minibatch vs batch size. |
 | **Inside a BN layer** | One real batch through a conv and an FC BN layer: shapes, the axes averaged over (N, H, W), how many values go into each mean, gamma/beta shapes. |
 | **Fluctuating test accuracy** | Why test accuracy jumps between epochs with BN: running statistics vs PreciseBN vs batch statistics on the same run. |
-| **BN on several GPUs** | Per-device statistics (DataParallel/DDP) vs whole-batch ones (SyncBatchNorm), simulated exactly. |
-| **Bias before BN** | Dropping the bias of layers that feed BN: 226 parameters fewer, same training. |
+| **BN on several GPUs** | Why the book's hand-written BN gets worse under DataParallel (its moving statistics are updated on replicas and lost), beside what per-device statistics do — both simulated exactly on one CPU. |
+| **Bias before BN** | Dropping the bias of the layers that BN directly follows: 226 parameters fewer, identical weights, the same loss curve to float precision. |
 | **Learning rate** | How high lr can go with and without BN before training fails. |
-| **Which BN layers matter?** | d2l's ablation: all four BN layers, none, each one removed, pairs, and dropout in place of the FC-layer BNs — one button, one table. |
+| **Which BN layers matter?** | d2l's ablation: all four BN layers, none, each one removed, pairs, and dropout in place of the FC-layer BNs — one button, every configuration over paired seeds with 95% confidence intervals. |
 | **gamma and beta** | How the learned scale and shift of every layer spread over training, and what freezing them changes. |
+
+Every comparison runs each configuration on several paired seeds (a *Seeds* control on each
+question page) and shows the mean with its 95% confidence interval and every seed as a dot; a
+page says two settings differ only when their intervals do not overlap.
 
 Start with the **Live lab**: press a preset (d2l LeNet-BN), then **Train**.
 The address bar is always a share link of what you see.

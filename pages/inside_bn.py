@@ -21,7 +21,7 @@ with st.sidebar:
     for name in ("dataset", "seed", "norm"):
         ui.knob_widget(name)
 base, _ = ui.controls_from_state()
-if base.norm not in ("bn", "bn_scratch"):
+if base.norm not in ("bn", "bn_scratch", "bn_d2l"):
     base = base.replace(norm="bn")
     st.caption("Shown with BatchNorm (the page is about BN).")
 n = st.select_slider("N, the batch size", [1, 2, 4, 8, 16, 32, 64, 128, 256], 8)

@@ -10,8 +10,7 @@ via_app()  # first request after a server start: rerun through app.py
 st.title("Live lab")
 warnings = ui.load_url_once("lab")
 if warnings:
-    st.warning("Some link parameters were ignored, defaults used instead:\n\n- "
-               + "\n- ".join(warnings))
+    ui.show_ignored(warnings)
 mgr = ui.manager()
 if mgr.store is None:
     st.warning("The run store could not be opened, so runs are kept in memory only: "

@@ -47,11 +47,20 @@ def test_bad_link_values_are_listed_and_defaults_used():
     at = lab({"batch_size": "0", "lr": "NaN", "norm": "<script>", "bogus": "1",
               "epochs": "3"})
     assert not at.exception
-    text = at.warning[0].value
+    assert "ignored" in at.warning[0].value
+    text = at.text[0].value  # quoted from the link: plain text, never Markdown
     assert "batch_size must be between 1 and 4096, got 0" in text
     assert "lr must be a finite number" in text and "bogus" in text and "norm" in text
     assert next(s for s in at.number_input if s.label == "Epochs").value == 3
     assert next(s for s in at.select_slider if s.label == "Batch size").value == 256
+
+
+def test_link_markdown_is_shown_as_text_not_rendered():
+    at = lab({"norm": "[click](https://example.com)"})
+    assert not at.exception
+    assert "[click](https://example.com)" in at.text[0].value
+    assert not any("example.com" in m.value for m in at.markdown)
+    assert all("example.com" not in w.value for w in at.warning)
 
 
 def test_preset_button_sets_the_controls():

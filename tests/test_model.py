@@ -36,3 +36,15 @@ def test_gamma_beta_shapes_are_per_channel_and_freezable():
     shapes = {s: tuple(m.weight.shape) for s, m in norm_layers(net)}
     assert shapes == {"conv1": (6,), "conv2": (16,), "fc1": (120,), "fc2": (84,)}
     assert not any(m.weight.requires_grad for _, m in norm_layers(net))
+
+
+def test_fast_and_plain_builds_start_from_the_same_numbers():
+    """Both draw from the config's seed with their own generators (no torch.manual_seed)."""
+    cfg = make_config("d2l-lenet-bn")
+    fast, plain = build_lenet(cfg).state_dict(), build_lenet(cfg, fast_pool=False).state_dict()
+    assert all(torch.equal(fast[k], plain[k]) for k in plain)
+    w = fast["conv1.weight"]
+    bound = (6 / (25 + 6 * 25)) ** 0.5  # xavier_uniform_: fan_in 1·5·5, fan_out 6·5·5
+    assert w.abs().max() <= bound and w.std() > bound / 3
+    b = build_lenet(make_config("d2l-lenet")).fc3.bias
+    assert b.abs().max() <= 84 ** -0.5 and b.abs().max() > 0  # PyTorch's default U(±1/√fan_in)

@@ -5,7 +5,7 @@ from streamlit.testing.v1 import AppTest
 
 from bnviz import ui
 from bnviz.config import make_config
-from bnviz.experiments import ablation_grid
+from bnviz.experiments import ablation_grid, with_seeds
 from tests.conftest import ROOT
 
 
@@ -51,25 +51,34 @@ def test_compare_with_unknown_run_warns(tiny):
     assert any("0123456789ab" in w.value for w in at.warning)
 
 
-def test_ablation_page_runs_the_grid_and_shows_the_table(tiny):
+def test_ablation_page_runs_the_grid_over_seeds_and_shows_intervals(tiny):
     params = {"dataset": "subset", "train_size": "256", "batch_size": "128", "epochs": "1",
-              "seed": "42"}
+              "seed": "42", "seeds": "2"}
     at = page("pages/ablation.py", params)
     assert not at.exception
+    assert next(n for n in at.number_input if n.label == "Seeds per configuration").value == 2
     next(b for b in at.button if b.label == "▶ Run the grid").click().run()
-    points = ablation_grid(make_config(**{k: v for k, v in params.items()}))
+    base = make_config(**{k: v for k, v in params.items() if k != "seeds"})
+    points = with_seeds(ablation_grid(base), 2)
+    assert len(points) == 20 and {p.config.seed for p in points} == {42, 43}
     mgr = ui.manager()
     t0 = time.time()
-    while time.time() - t0 < 120:
+    while time.time() - t0 < 180:
         views = [mgr.find(p.config) for p in points]
         if all(v is not None and not v.active for v in views):
             break
         time.sleep(0.1)
     at.run()
     assert not at.exception
-    table = at.dataframe[0].value
-    assert len(table) == 10 and set(table["status"]) == {"finished"}
-    assert any("Best test accuracy" in s.value for s in at.success)
+    summary = at.dataframe[0].value  # one row per configuration: mean ± CI, n
+    assert len(summary) == 10 and set(summary["n"]) == {"2/2"}
+    assert all("±" in c for c in summary["test acc (PreciseBN)"])
+    runs = at.dataframe[1].value  # every run, seed as a column
+    assert len(runs) == 20 and set(runs["status"]) == {"finished"}
+    assert sorted(set(runs["seed"])) == [42, 43]
+    # with two seeds on 256 images the readings must not invent differences they cannot show
+    text = " ".join(m.value for m in at.markdown)
+    assert "detectable with 2 seeds" in text or "do not overlap" in text
     # the same link in a new session shows the stored results without training
     again = page("pages/ablation.py", params)
-    assert set(again.dataframe[0].value["status"]) == {"finished"}
+    assert set(again.dataframe[1].value["status"]) == {"finished"}

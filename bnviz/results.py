@@ -1,0 +1,54 @@
+"""Grid results as tables: one row per run, and one row per configuration with mean, 95% CI
+and n over seeds. Shared by the CLI (results.csv, summary.csv), the pages and the findings."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from .experiments import METRICS, GridPoint, result_row, varying_knobs
+from .stats import Estimate, mean_ci
+
+
+def runs_table(points: list[GridPoint], views: list) -> pd.DataFrame:
+    """One row per run: its label, a column for every knob the grid varies (seed included),
+    status and metrics. `views[i]` is the RunView of `points[i]` or None."""
+    varying = varying_knobs(points)
+    rows = []
+    for p, v in zip(points, views):
+        row = result_row(p.label, v)
+        row.update({k: getattr(p.config, k) for k in varying})
+        row.setdefault("seed", p.config.seed)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summarize(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration label (in first-seen order): n finished seeds, how many runs
+    ended badly (diverged/failed), and per metric its mean and 95% CI half-width (`<m>_ci`,
+    Student t over seeds; NaN with one seed). Columns that are the same within a label (the
+    knobs the grid varies, other than seed) are carried over."""
+    rows = []
+    knob_cols = [c for c in table.columns if c not in METRICS and not c.startswith("fluct")
+                 and c not in ("run", "status", "run_id", "seed")]
+    for label, d in table.groupby("run", sort=False):
+        ok = d[d.status == "finished"]
+        row = {"run": label}
+        for c in knob_cols:
+            if d[c].nunique(dropna=False) == 1:
+                row[c] = d[c].iloc[0]
+        row.update(n=len(ok), runs=len(d),
+                   ended_badly=int(d.status.isin(["diverged", "failed"]).sum()))
+        for m in METRICS + tuple(c for c in table.columns if c.startswith("fluct_")):
+            e = mean_ci(ok[m]) if m in ok else Estimate(math.nan, math.nan, 0)
+            row[m], row[f"{m}_ci"] = e.mean, e.half
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def estimate(summary: pd.DataFrame, label: str, metric: str = "test_acc") -> Estimate:
+    r = summary[summary.run == label]
+    if r.empty:
+        return Estimate(math.nan, math.nan, 0)
+    r = r.iloc[0]
+    return Estimate(float(r[metric]), float(r[f"{metric}_ci"]), int(r["n"]))
