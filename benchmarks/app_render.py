@@ -1,6 +1,6 @@
 """Seconds to import streamlit, render the landing page and then the live lab, in this fresh
 process through AppTest (no browser; lab_latency.py times a real one). Prints one JSON line;
-`python -m bnviz bench` runs it when the checkout has it.
+benchmarks/bench.py runs it.
 
     python benchmarks/app_render.py
 """

@@ -34,7 +34,7 @@ def grid(epochs: int, dataset: str, configs: int) -> list:
 
 def dashboard(workers: int, threads: int, epochs: int, dataset: str, configs: int) -> dict:
     """Submit every point of the grid at once, as the ablation page does; wait for all."""
-    from bnviz.jobs import JobManager
+    from bnviz.runs.jobs import JobManager
     mgr = JobManager(workers=workers, store=None, torch_threads=threads)
     points = grid(epochs, dataset, configs)
     t0 = time.perf_counter()
@@ -55,7 +55,7 @@ def dashboard(workers: int, threads: int, epochs: int, dataset: str, configs: in
 
 def cli(jobs: int, epochs: int, dataset: str, configs: int) -> dict:
     """The CLI's grid runner (what `python -m bnviz ablation --jobs N` calls)."""
-    from bnviz.grid_runner import run_grid
+    from bnviz.runs.grid_runner import run_grid
     t0 = time.perf_counter()
     df = run_grid(grid(epochs, dataset, configs), None, reuse=False, log=sys.stderr, jobs=jobs)
     return dict(wall_s=time.perf_counter() - t0, runs=len(df),

@@ -7,10 +7,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import data as data_mod
-from .config import SITES, Config
-from .inside import real_batch
-from .model import build_lenet, cancels_bias, count_params
+from bnviz import data as data_mod
+from bnviz.config import SITES, Config
+from bnviz.inside import real_batch
+from bnviz.model import build_lenet, cancels_bias, count_params
 
 
 @dataclass
@@ -26,7 +26,7 @@ def bias_gradients(cfg: Config, n: int = 64) -> list[BiasGradients]:
     gradient of each layer's bias. Where BN follows the layer it is 0 up to float rounding —
     the loss does not depend on that bias at all."""
     cfg = cfg.replace(bias=True, devices=1)
-    net = build_lenet(cfg, fast_pool=False)
+    net = build_lenet(cfg)
     net.train()
     x = real_batch(cfg, n, cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -80,7 +80,7 @@ def bias_equivalence(cfg: Config, steps: int = 20, batch: int = 64,
     x, y = ds.train_x[idx].to(dtype), ds.train_y[idx]
     runs = []
     for bias in (True, False):
-        net = build_lenet(cfg.replace(bias=bias), fast_pool=False).to(dtype).train()
+        net = build_lenet(cfg.replace(bias=bias)).to(dtype).train()
         opt = torch.optim.SGD(net.parameters(), lr=cfg.lr)
         losses = []
         for k in range(steps):

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import KNOBS, PRESET_HELP, PRESETS, ConfigError, Config, make_config, validate
+from bnviz.config import KNOBS, PRESET_HELP, PRESETS, ConfigError, Config, make_config, validate
 
 METRIC_COLUMNS = ("kind", "iteration", "epoch", "loss", "acc", "test_loss", "test_acc",
                   "train_loss", "train_acc", "eval_batch_acc", "train_mode_batch_acc",
@@ -135,18 +135,19 @@ def summary_line(s: dict) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .trainer import Trainer  # torch import only when training
+    from bnviz.speed.lenet import training_kwargs
+    from bnviz.trainer import Trainer  # torch import only when training
     cfg = config_or_none(args)
     if cfg is None:
         return 2
-    from .jobs import new_run_id
-    from .record import RunRecord
-    from .store import RunStore, StoreError
+    from bnviz.runs.jobs import new_run_id
+    from bnviz.runs.record import RunRecord
+    from bnviz.runs.store import RunStore, StoreError
     record = RunRecord(new_run_id(), cfg, session="cli")
     listeners = [record] + ([] if args.quiet else [ProgressBar()])
     if args.out:
         listeners.append(RunFiles(Path(args.out), cfg))
-    s = Trainer(cfg, listeners).run()
+    s = Trainer(cfg, listeners, **training_kwargs(cfg)).run()
     if not args.no_store:
         try:
             store = RunStore()
@@ -162,10 +163,10 @@ GRID_VALUES = {"batch_size": "sizes", "lr": "lrs", "devices": "ks", "norm_batch"
 
 
 def cmd_grid(args: argparse.Namespace) -> int:
-    from .experiments import GRIDS, with_seeds
-    from .grid_runner import run_grid
-    from .results import summarize
-    from .store import RunStore, StoreError
+    from bnviz.experiments import GRIDS, with_seeds
+    from bnviz.runs.grid_runner import run_grid
+    from bnviz.runs.results import summarize
+    from bnviz.runs.store import RunStore, StoreError
     base = config_or_none(args)
     if base is None:
         return 2
@@ -218,7 +219,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
 
 def bias_text(table) -> str:
     """Per seed: how far apart the two arms' training losses ever were."""
-    from .bias import loss_difference
+    from bnviz.bias import loss_difference
     views = table.attrs.get("views", {})
     lines = ["largest |training loss with bias − without| (float32), per seed:"]
     for seed in sorted(set(table.seed)):
@@ -250,7 +251,7 @@ def summary_text(summary) -> str:
 
 def cmd_inside(args: argparse.Namespace) -> int:
     """What one BN layer computes on one real batch: shapes, axes, counts, statistics."""
-    from .inside import layer_io
+    from bnviz.inside import layer_io
     cfg = config_or_none(args)
     if cfg is None:
         return 2
@@ -278,14 +279,6 @@ def cmd_presets(_args) -> int:
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    if args.epochs < 1:
-        print("bnviz: --epochs must be at least 1", file=sys.stderr)
-        return 2
-    from .bench import main as bench_main  # torch import only when benchmarking
-    return bench_main(tiny=args.tiny, out=args.out, epochs=args.epochs)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bnviz",
                                 description="Train LeNet on Fashion-MNIST and watch BatchNorm.")
@@ -304,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--sites", default="conv1,fc1", help="comma-separated: conv1,conv2,fc1,fc2")
     i.add_argument("--channels", type=int, default=6, help="channels to print per layer")
     i.set_defaults(func=cmd_inside)
-    from .experiments import GRIDS
+    from bnviz.experiments import GRIDS
     for name, grid_help in (("ablation", "d2l's BN ablation grid (10 runs)"),
                             ("sweep", "a sweep: " + ", ".join(sorted(GRIDS)))):
         g = sub.add_parser(name, help=grid_help)
@@ -331,14 +324,6 @@ def build_parser() -> argparse.ArgumentParser:
                        help="train this many runs at once in separate processes")
         g.add_argument("--no-store", action="store_true", help="do not use the run store")
         g.set_defaults(func=cmd_grid)
-    b = sub.add_parser("bench", help="training throughput: bnviz vs a d2l-style loop vs a "
-                       "plain tensor loop (d2l LeNet-BN preset)")
-    b.add_argument("--tiny", action="store_true",
-                   help="bundled subset, 1024 images, no DataLoader workers: seconds, for CI")
-    b.add_argument("--out", help="write every number as JSON to this file")
-    b.add_argument("--epochs", type=int, default=1,
-                   help="timed epochs per loop, interleaved; the median is reported")
-    b.set_defaults(func=cmd_bench)
     return p
 
 

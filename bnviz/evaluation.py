@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .model import has_running_stats, norm_layers
+from bnviz.model import has_running_stats, norm_layers
 
 EVAL_CHUNK = 2000
 
@@ -29,7 +29,7 @@ def kept_buffers(net: nn.Module):
     """Run a block that may touch BN buffers, then put them back exactly. The book's BN
     (BookBatchNorm) keeps its moving statistics as plain attributes that a train-mode forward
     reassigns: those are saved too and reassigned afterwards."""
-    from .norms import BookBatchNorm
+    from bnviz.norms import BookBatchNorm
 
     saved = [(b, b.detach().clone()) for b in net.buffers()]
     books = [(m, m.moving_mean.detach().clone(), m.moving_var.detach().clone())

@@ -5,8 +5,8 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from .config import KNOBS, PRESETS, SITES, Config
-from .reading import fluctuation
+from bnviz.config import KNOBS, PRESETS, SITES, Config
+from bnviz.stats import fluctuation
 
 DEFAULT_SEEDS = 3  # per configuration, on pages and in the CLI; findings use 5
 METRICS = ("train_loss", "train_acc", "test_acc", "test_acc_running", "test_acc_precise", "gap")

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import data as data_mod
-from .config import Config
-from .model import build_lenet, build_seeded, norm_layers
-from .norms import batch_stats
+from bnviz import data as data_mod
+from bnviz.config import Config
+from bnviz.model import build_lenet, build_seeded, norm_layers
+from bnviz.norms import batch_stats
 
 
 @dataclass
@@ -128,7 +128,7 @@ def moving_stats_after_steps(cfg: Config, steps: int = 3, n: int = 64, seed: int
     layer, the largest |running mean| and the mean running variance afterwards. Under
     simulated DataParallel the book's BN keeps exactly (0, 1): every update was lost on a
     replica."""
-    from .model import has_running_stats
+    from bnviz.model import has_running_stats
     net = build_seeded(cfg, seed)
     net.train()
     x = real_batch(cfg, n * steps, seed)

@@ -8,9 +8,8 @@ from functools import partial
 import torch
 from torch import nn
 
-from . import fused
-from .config import Config
-from .norms import BatchNormScratch, GhostBatchNorm, make_norm
+from bnviz.config import Config
+from bnviz.norms import BatchNormScratch, GhostBatchNorm, make_norm
 
 
 # Weights and biases are drawn from generators of the run's own, seeded from its seed
@@ -112,74 +111,6 @@ def cancels_bias(cfg: Config, site: str) -> bool:
     return False
 
 
-class _Pool2x2(torch.autograd.Function):
-    """2×2 average pooling, stride 2, of an (N, C, H, W) tensor with even H and W: a GEMM with
-    P (W × W/2, 0.5 where column w pools into w // 2) pools along W, then one add of each pair
-    of rows (times 0.5) along H. Backward is the transpose: rows repeated, then a GEMM with Pᵀ."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(p)
-        t = x @ p  # (N, C, H, W/2)
-        n, c, h, w2 = t.shape
-        t = t.view(n, c, h // 2, 2, w2)
-        return (t[:, :, :, 0] + t[:, :, :, 1]).mul_(0.5)
-
-    @staticmethod
-    def backward(ctx, g: torch.Tensor):
-        (p,) = ctx.saved_tensors
-        n, c, h2, w2 = g.shape
-        rows = (g * 0.5).unsqueeze(3).expand(n, c, h2, 2, w2).reshape(n, c, 2 * h2, w2)
-        return rows @ p.t(), None
-
-
-class AvgPool2x2(nn.Module):
-    """nn.AvgPool2d(2, 2) for LeNet's even-sized maps, computed as in _Pool2x2. Same numbers up
-    to float rounding (the four values are summed in another order). On a CPU avg_pool2d's
-    forward and backward were a quarter of a LeNet-BN step; this is 2-4× faster
-    (`python -m bnviz bench`: the plain loops use nn.AvgPool2d). Other sizes fall back."""
-
-    def __init__(self, size: int):
-        super().__init__()
-        half = size // 2
-        p = torch.zeros(size, half)
-        rows = torch.arange(2 * half)
-        p[rows, rows // 2] = 0.5
-        # Not in state_dict: a checkpoint looks the same as one with nn.AvgPool2d.
-        self.register_buffer("p", p, persistent=False)
-        self.size = size
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.size % 2 or x.dim() != 4 or x.shape[-2:] != (self.size, self.size):
-            return nn.functional.avg_pool2d(x, 2, 2)
-        p = self.p if self.p.dtype == x.dtype else self.p.to(x.dtype)
-        return _Pool2x2.apply(x.contiguous(), p)
-
-    def extra_repr(self) -> str:
-        return f"{self.size}×{self.size} → {self.size // 2}×{self.size // 2}, 2×2 mean"
-
-
-class LeNet(nn.Sequential):
-    """nn.Sequential that runs each BatchNorm2d → Sigmoid → AvgPool2x2 block in training mode
-    as one fused CPU kernel (bnviz/fused.py) when it can; otherwise, and always in eval mode,
-    on CUDA or with a hook on the block, module by module. Same modules, names and
-    state_dict as a plain nn.Sequential."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mods = list(self._modules.values())
-        i = 0
-        while i < len(mods):
-            m = mods[i]
-            if i + 2 < len(mods) and isinstance(pool := mods[i + 2], AvgPool2x2) \
-                    and fused.fusable(m, mods[i + 1], pool.size, x, pool):
-                x = fused.bn_sigmoid_pool(m, x)
-                i += 3
-            else:
-                x = m(x)
-                i += 1
-        return x
-
-
 def _init_layers(net: nn.Module, seed: int) -> None:
     """xavier_uniform_ weights (as d2l) from one generator, PyTorch's default bias init
     U(-1/sqrt(fan_in), 1/sqrt(fan_in)) from another. A bias is drawn for every conv/linear
@@ -196,11 +127,11 @@ def _init_layers(net: nn.Module, seed: int) -> None:
                     m.bias.copy_(b)
 
 
-def build_lenet(cfg: Config, fast_pool: bool = True, seed: int | None = None) -> nn.Sequential:
+def build_lenet(cfg: Config, seed: int | None = None) -> nn.Sequential:
     """Conv(1→6,k5) → [norm] → act → AvgPool2 → Conv(6→16,k5) → [norm] → act → AvgPool2 →
-    Flatten → Linear(→120) → [norm] → act → Linear(120→84) → [norm] → act → Linear(84→10).
-    `fast_pool=False` builds a plain nn.Sequential with nn.AvgPool2d: the reference that the
-    fast pooling and the fused kernels are tested against. The weights and biases are drawn
+    Flatten → Linear(→120) → [norm] → act → Linear(120→84) → [norm] → act → Linear(84→10),
+    a plain nn.Sequential as the book builds it. (bnviz.speed.lenet.accelerate swaps in faster
+    pooling and fused CPU kernels for training, with the same numbers.) The weights and biases are drawn
     from `seed` (default cfg.seed) with generators of their own (_init_layers): the same
     numbers every time, whatever else uses torch's global RNG, which this does not touch.
     `cfg.bias` off drops the biases that the following norm cancels (cancels_bias)."""
@@ -215,16 +146,13 @@ def build_lenet(cfg: Config, fast_pool: bool = True, seed: int | None = None) ->
     side2 = side1 // 2 - 4  # conv2's output
     flat = 16 * (side2 // 2) ** 2
 
-    def pool(side: int) -> nn.Module:
-        return AvgPool2x2(side) if fast_pool else nn.AvgPool2d(2, 2)
-
     layers: list[tuple[str, nn.Module]] = [
         ("conv1", conv(1, 6, 5, padding=cfg.conv1_padding, bias=bias("conv1"))),
         *site_layers(cfg, "conv1", 6, 4),
-        ("pool1", pool(side1)),
+        ("pool1", nn.AvgPool2d(2, 2)),
         ("conv2", conv(6, 16, 5, bias=bias("conv2"))),
         *site_layers(cfg, "conv2", 16, 4),
-        ("pool2", pool(side2)),
+        ("pool2", nn.AvgPool2d(2, 2)),
         ("flatten", nn.Flatten()),
         ("fc1", linear(flat, 120, bias=bias("fc1"))),
         *site_layers(cfg, "fc1", 120, 2),
@@ -232,7 +160,7 @@ def build_lenet(cfg: Config, fast_pool: bool = True, seed: int | None = None) ->
         *site_layers(cfg, "fc2", 84, 2),
         ("fc3", linear(84, 10)),
     ]
-    net = (LeNet if fast_pool else nn.Sequential)(OrderedDict(layers))
+    net = nn.Sequential(OrderedDict(layers))
     _init_layers(net, cfg.seed if seed is None else seed)
     if cfg.freeze_affine:
         for _, m in norm_layers(net):

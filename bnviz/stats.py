@@ -84,3 +84,12 @@ def compare_text(name_a: str, a: Estimate, name_b: str, b: Estimate, what: str =
     n = min(a.n, b.n)
     return (f"No difference in {what} detectable with {n} seed{'s' if n != 1 else ''}: "
             f"{a.text(digits)} for {name_a}, {b.text(digits)} for {name_b}.")
+
+
+def fluctuation(test_accs: list[float], last: int = 5) -> float:
+    """Standard deviation of the last few test accuracies (nan with fewer than 2)."""
+    xs = [a for a in test_accs[-last:] if not math.isnan(a)]
+    if len(xs) < 2:
+        return math.nan
+    m = sum(xs) / len(xs)
+    return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))

@@ -10,13 +10,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import data as data_mod
-from . import fused
-from .config import Config
-from .evaluation import evaluate, kept_buffers, mode
-from .events import BNSnapshot, EpochEnd, Evaluation, RunEnded, RunStarted, Step
-from .model import build_seeded, count_params, has_running_stats, norm_layers
-from .perf import tune_allocator
+from bnviz import data as data_mod
+from bnviz.config import Config
+from bnviz.evaluation import evaluate, kept_buffers, mode
+from bnviz.events import BNSnapshot, EpochEnd, Evaluation, RunEnded, RunStarted, Step
+from bnviz.model import build_seeded, count_params, has_running_stats, norm_layers
 
 Listener = Callable[[object], None]
 # A loss this far above chance (ln 10 ≈ 2.3) means the run has blown up even if it is finite:
@@ -81,11 +79,18 @@ class Trainer:
     """Runs `cfg` once. `run()` never raises: every ending is a RunEnded event and a summary."""
 
     def __init__(self, cfg: Config, listeners: Iterable[Listener] = (),
-                 stop: threading.Event | None = None, dataset: data_mod.Dataset | None = None):
+                 stop: threading.Event | None = None, dataset: data_mod.Dataset | None = None,
+                 build: Callable[[Config], torch.nn.Module] = build_seeded,
+                 info: dict | None = None):
+        """`build` makes the model from the config (default: the plain LeNet of
+        bnviz.model; bnviz.speed.lenet.training_setup() gives a faster one with the same
+        numbers). `info` is copied into the run's summary (e.g. which kernels ran)."""
         self.cfg = cfg
         self.listeners = list(listeners)
         self.stop = stop or threading.Event()
         self.dataset = dataset
+        self.build = build
+        self.info = dict(info or {})
         self.summary: dict = {}
 
     def emit(self, event) -> None:
@@ -135,16 +140,13 @@ class Trainer:
     def _run(self) -> None:
         cfg = self.cfg
         device = resolve_device(cfg.device)
-        self.summary["allocator"] = tune_allocator()
-        self.summary["fused"] = (fused.status() if device.type == "cpu"
-                                 else f"off (fused kernels are for the CPU; {device.type} "
-                                      "runs PyTorch's)")
+        self.summary.update(self.info)
         ds = self.dataset or data_mod.load(cfg.dataset, cfg.train_size, device, cfg.seed)
         if ds.train_x.device != device:
             ds = data_mod.Dataset(ds.train_x.to(device), ds.train_y.to(device),
                                   ds.test_x.to(device), ds.test_y.to(device), ds.source,
                                   ds.origin)
-        net = build_seeded(cfg).to(device)
+        net = self.build(cfg).to(device)
         params = [p for p in net.parameters() if p.requires_grad]
         opt = torch.optim.SGD(params, lr=cfg.lr)
         n = len(ds.train_y)

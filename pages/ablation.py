@@ -1,12 +1,12 @@
 """d2l's exercise: is BN needed in every layer? One button runs the whole grid over seeds."""
 import streamlit as st
 
-from bnviz import ui
+from bnviz.dashboard import ui
 from bnviz.experiments import ablation_grid
-from bnviz.results import estimate, summarize
+from bnviz.runs.results import estimate, summarize
 from bnviz.stats import compare_text
-from bnviz.ui_grid import finished_all, grid_controls, grid_panel, page_seeds, run_buttons, seeded
-from bnviz.ui_nav import via_app
+from bnviz.dashboard.grid import finished_all, grid_controls, grid_panel, page_seeds, run_buttons, seeded
+from bnviz.dashboard.nav import via_app
 
 via_app()  # first request after a server start: rerun through app.py
 

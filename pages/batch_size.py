@@ -6,15 +6,17 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from bnviz import charts, ui
+from bnviz.dashboard import charts
+
+from bnviz.dashboard import ui
 from bnviz.config import Config, validate
 from bnviz.experiments import (NORM_BATCH_SGD, GridPoint, batch_size_grid, norm_batch_grid,
                                per_bn_choices)
 from bnviz.inside import layer_io, two_example_outputs
-from bnviz.results import estimate, summarize
+from bnviz.runs.results import estimate, summarize
 from bnviz.stats import compare_text, mean_ci, separated
-from bnviz.ui_grid import finished_all, grid_controls, grid_panel, page_seeds, run_buttons, seeded
-from bnviz.ui_nav import via_app
+from bnviz.dashboard.grid import finished_all, grid_controls, grid_panel, page_seeds, run_buttons, seeded
+from bnviz.dashboard.nav import via_app
 
 via_app()  # first request after a server start: rerun through app.py
 

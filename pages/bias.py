@@ -2,13 +2,17 @@
 import pandas as pd
 import streamlit as st
 
-from bnviz import charts, compare, ui
+from bnviz.dashboard import charts
+
+from bnviz.dashboard import compare
+
+from bnviz.dashboard import ui
 from bnviz.bias import bias_equivalence, bias_gradients, loss_difference, parameter_counts
 from bnviz.experiments import bias_grid
-from bnviz.results import estimate, summarize
+from bnviz.runs.results import estimate, summarize
 from bnviz.stats import compare_text
-from bnviz.ui_grid import finished_all, grid_controls, grid_panel, run_buttons, seeded
-from bnviz.ui_nav import via_app
+from bnviz.dashboard.grid import finished_all, grid_controls, grid_panel, run_buttons, seeded
+from bnviz.dashboard.nav import via_app
 
 via_app()  # first request after a server start: rerun through app.py
 

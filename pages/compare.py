@@ -3,8 +3,12 @@ import re
 
 import streamlit as st
 
-from bnviz import charts, compare, ui
-from bnviz.ui_nav import via_app
+from bnviz.dashboard import charts
+
+from bnviz.dashboard import compare
+
+from bnviz.dashboard import ui
+from bnviz.dashboard.nav import via_app
 
 via_app()  # first request after a server start: rerun through app.py
 

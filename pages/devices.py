@@ -5,13 +5,13 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from bnviz import charts
+from bnviz.dashboard import charts
 from bnviz.experiments import dataparallel_grid
 from bnviz.inside import moving_stats_after_steps, per_device_stats
-from bnviz.results import estimate, summarize
+from bnviz.runs.results import estimate, summarize
 from bnviz.stats import compare_text, separated
-from bnviz.ui_grid import finished_all, grid_controls, grid_panel, run_buttons, seeded
-from bnviz.ui_nav import via_app
+from bnviz.dashboard.grid import finished_all, grid_controls, grid_panel, run_buttons, seeded
+from bnviz.dashboard.nav import via_app
 
 via_app()  # first request after a server start: rerun through app.py
 

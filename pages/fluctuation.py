@@ -2,11 +2,13 @@
 import pandas as pd
 import streamlit as st
 
-from bnviz import reading, ui
+from bnviz.dashboard import reading
+
+from bnviz.dashboard import ui
 from bnviz.experiments import GridPoint
 from bnviz.stats import compare_text, mean_ci
-from bnviz.ui_grid import grid_controls, page_seeds, run_buttons, seeded
-from bnviz.ui_nav import via_app
+from bnviz.dashboard.grid import grid_controls, page_seeds, run_buttons, seeded
+from bnviz.dashboard.nav import via_app
 
 via_app()  # first request after a server start: rerun through app.py
 

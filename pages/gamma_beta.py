@@ -1,12 +1,14 @@
 """gamma and beta over training, and what freezing them changes."""
 import streamlit as st
 
-from bnviz import charts, ui
+from bnviz.dashboard import charts
+
+from bnviz.dashboard import ui
 from bnviz.experiments import GridPoint
-from bnviz.results import estimate, summarize
+from bnviz.runs.results import estimate, summarize
 from bnviz.stats import compare_text
-from bnviz.ui_grid import finished_all, grid_controls, grid_panel, run_buttons, seeded
-from bnviz.ui_nav import via_app
+from bnviz.dashboard.grid import finished_all, grid_controls, grid_panel, run_buttons, seeded
+from bnviz.dashboard.nav import via_app
 
 via_app()  # first request after a server start: rerun through app.py
 

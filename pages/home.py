@@ -1,6 +1,6 @@
 import streamlit as st
 
-from bnviz.ui_nav import via_app
+from bnviz.dashboard.nav import via_app
 
 via_app()  # first request after a server start: rerun through app.py
 

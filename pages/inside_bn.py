@@ -2,9 +2,11 @@
 import pandas as pd
 import streamlit as st
 
-from bnviz import charts, ui
+from bnviz.dashboard import charts
+
+from bnviz.dashboard import ui
 from bnviz.inside import layer_io
-from bnviz.ui_nav import via_app
+from bnviz.dashboard.nav import via_app
 
 via_app()  # first request after a server start: rerun through app.py
 

@@ -1,9 +1,9 @@
 """Live lab: pick a config, train it in the background, watch four live charts."""
 import streamlit as st
 
-from bnviz import ui
+from bnviz.dashboard import ui
 from bnviz.config import KNOBS, SITES
-from bnviz.ui_nav import via_app
+from bnviz.dashboard.nav import via_app
 
 via_app()  # first request after a server start: rerun through app.py
 

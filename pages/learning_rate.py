@@ -1,11 +1,11 @@
 """Learning rate: how high can it go with and without BN?"""
 import streamlit as st
 
-from bnviz import charts
+from bnviz.dashboard import charts
 from bnviz.experiments import lr_grid
-from bnviz.results import summarize
-from bnviz.ui_grid import finished_all, grid_controls, grid_panel, run_buttons, seeded
-from bnviz.ui_nav import via_app
+from bnviz.runs.results import summarize
+from bnviz.dashboard.grid import finished_all, grid_controls, grid_panel, run_buttons, seeded
+from bnviz.dashboard.nav import via_app
 
 via_app()  # first request after a server start: rerun through app.py
 

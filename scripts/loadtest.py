@@ -159,7 +159,7 @@ def server_state(pid: int) -> dict:
 
 
 def check_store(db: Path, results: list[dict]) -> dict:
-    from bnviz.store import RunStore
+    from bnviz.runs.store import RunStore
     store = RunStore(db)
     ids = {r["run_id"] for r in results if r["run_id"]}
     deadline = time.time() + 10  # the store follows memory by one save
@@ -184,8 +184,8 @@ def start_stop_cycles(n: int, tmp: Path) -> dict:
     import torch
     torch.set_num_threads(1)
     from bnviz.config import make_config
-    from bnviz.jobs import JobManager, Limits
-    from bnviz.store import RunStore
+    from bnviz.runs.jobs import JobManager, Limits
+    from bnviz.runs.store import RunStore
     threads0 = threading.active_count()
     mgr = JobManager(workers=1, store=RunStore(tmp / "cycles.sqlite"),
                      limits=Limits(keep_finished_s=0, expire_every_s=0))

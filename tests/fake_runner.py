@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from bnviz import data as data_mod
 from bnviz.config import Config, validate
-from bnviz.jobs import JobRefused, Limits, new_run_id
-from bnviz.record import RunRecord, RunView
-from bnviz.store import RunStore
+from bnviz.runs.jobs import JobRefused, Limits, new_run_id
+from bnviz.runs.record import RunRecord, RunView
+from bnviz.runs.store import RunStore
 from bnviz.trainer import Trainer
 
 

@@ -8,7 +8,7 @@ from bnviz.config import Config, make_config, validate
 from bnviz.experiments import (NORM_BATCH_SGD, batch_size_grid, norm_batch_grid,
                                per_bn_choices)
 from bnviz.inside import two_example_outputs
-from bnviz.record import RunRecord
+from bnviz.runs.record import RunRecord
 from bnviz.trainer import train
 
 

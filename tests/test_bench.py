@@ -1,4 +1,4 @@
-"""The bench subcommand end to end in tiny mode. Timings on a shared CI machine are noise, so
+"""benchmarks/bench.py end to end in tiny mode. Timings on a shared CI machine are noise, so
 only the shape and sanity of the report are checked, never how fast anything was."""
 import json
 import subprocess
@@ -9,7 +9,7 @@ from tests.conftest import ROOT
 
 def test_bench_tiny_writes_json(tmp_path):
     out = tmp_path / "bench.json"
-    r = subprocess.run([sys.executable, "-m", "bnviz", "bench", "--tiny", "--out", str(out)],
+    r = subprocess.run([sys.executable, "benchmarks/bench.py", "--tiny", "--out", str(out)],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "bnviz/d2l" in r.stdout and "bnviz/plain" in r.stdout and "app: import" in r.stdout

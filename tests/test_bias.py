@@ -7,8 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bnviz import data, fused
+from bnviz import data
+
+from bnviz.speed import fused
 from bnviz.config import NORM_KINDS, SITES, make_config
+from bnviz.speed.lenet import build_fast
 from bnviz.model import build_lenet, build_seeded, cancels_bias, count_params
 
 LAYERS = ("conv1", "conv2", "fc1", "fc2", "fc3")
@@ -94,7 +97,7 @@ def test_bn_gives_the_preceding_biases_no_gradient_in_float32(ds, fast_pool):
     kernels): the conv1/conv2/fc1/fc2 bias gradients are rounding noise — measured up to
     ~7e-6 of the largest weight gradient (conv1: a sum over 256·24·24 values) — while fc3's,
     which no norm follows, is as large as its weight gradient."""
-    net = build_lenet(cfg_of(), fast_pool=fast_pool).train()
+    net = (build_fast if fast_pool else build_lenet)(cfg_of()).train()
     F.cross_entropy(net(ds.train_x[:256]), ds.train_y[:256]).backward()
     for s in SITES:
         m = getattr(net, s)
@@ -108,7 +111,7 @@ def train_arms(ds, fast_pool, dtype, steps=20, batch=256):
     perm = torch.randperm(len(ds.train_y), generator=torch.Generator().manual_seed(0))
     out = []
     for bias in (True, False):
-        net = build_lenet(cfg_of(bias=bias, lr=1.0), fast_pool=fast_pool).to(dtype).train()
+        net = (build_fast if fast_pool else build_lenet)(cfg_of(bias=bias, lr=1.0)).to(dtype).train()
         opt = torch.optim.SGD(net.parameters(), lr=1.0)
         losses = []
         for k in range(steps):
@@ -171,7 +174,7 @@ def test_initialisation_ignores_the_global_rng():
     assert same(snapshot(build_lenet(cfg)), ref)
     assert torch.equal(torch.get_rng_state(), state)  # not even read: nothing drawn from it
     assert same(snapshot(build_seeded(cfg)), ref)
-    assert same(snapshot(build_lenet(cfg, fast_pool=False)), ref)
+    assert same(snapshot(build_fast(cfg)), ref)
     # The seed decides: cfg.seed, or the seed argument in its place.
     other = snapshot(build_lenet(cfg.replace(seed=7)))
     assert not torch.equal(other["conv1.weight"], ref["conv1.weight"])

@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from bnviz.store import RunStore
+from bnviz.runs.store import RunStore
 from tests.conftest import ROOT
 
 

@@ -1,4 +1,5 @@
-"""The core must run where only torch and numpy exist (the GPU machine, a training box)."""
+"""The core, the speed code and the CLI must run where only torch and numpy exist (the GPU
+machine, a training box); tests/test_layout.py checks the same on the source."""
 import subprocess
 import sys
 
@@ -12,8 +13,9 @@ def guarded(name, *a, **k):
         raise ImportError('the core imported ' + name)
     return real(name, *a, **k)
 builtins.__import__ = guarded
-import bnviz.config, bnviz.data, bnviz.model, bnviz.trainer, bnviz.jobs, bnviz.store
-import bnviz.inside, bnviz.bench, bnviz.bench_loops, bnviz.runner, bnviz.experiments, bnviz.cli, bnviz.perf
+import bnviz.config, bnviz.data, bnviz.model, bnviz.trainer, bnviz.runs.jobs, bnviz.runs.store
+import bnviz.inside, bnviz.runs.runner, bnviz.experiments, bnviz.cli, bnviz.speed.perf
+import bnviz.speed.lenet, bnviz.bias, bnviz.stats, bnviz.evaluation
 from bnviz.config import make_config
 from bnviz.trainer import train
 print(train(make_config(dataset='subset', train_size=256, epochs=1))['status'])

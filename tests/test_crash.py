@@ -6,7 +6,7 @@ import signal
 import time
 
 
-from bnviz.store import RunStore
+from bnviz.runs.store import RunStore
 from tests.server import serve
 
 # The live lab lives at "/lab"; About is the default page at "/".

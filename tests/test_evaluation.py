@@ -8,7 +8,7 @@ from bnviz.config import make_config
 from bnviz.evaluation import batches, evaluate
 from bnviz.model import build_lenet
 from bnviz import data as data_mod
-from bnviz.record import RunRecord
+from bnviz.runs.record import RunRecord
 from bnviz.trainer import Trainer
 
 

@@ -3,7 +3,7 @@ import pytest
 from bnviz.config import SITES, make_config
 from bnviz.experiments import (GRIDS, ablation_grid, batch_size_grid, bias_grid, devices_grid,
                                lr_grid, result_row, with_seeds)
-from bnviz.record import RunRecord
+from bnviz.runs.record import RunRecord
 from bnviz.trainer import train
 
 
@@ -62,8 +62,8 @@ def test_result_row_reads_a_real_run(tiny):
 
 def test_grid_in_two_processes_trains_every_point(tmp_path, tiny):
     from bnviz.experiments import GridPoint
-    from bnviz.grid_runner import run_grid
-    from bnviz.store import RunStore
+    from bnviz.runs.grid_runner import run_grid
+    from bnviz.runs.store import RunStore
     store = RunStore(tmp_path / "db")
     points = [GridPoint(f"seed {s}", make_config(**tiny, seed=s)) for s in (1, 2)]
     table = run_grid(points, store, jobs=2, out=tmp_path / "out")

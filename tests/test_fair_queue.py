@@ -1,4 +1,4 @@
-from bnviz.fair_queue import FairQueue
+from bnviz.runs.fair_queue import FairQueue
 
 
 def queue(*items):

@@ -1,4 +1,4 @@
-"""The trainer's fast path (bnviz/perf.py's allocator setting, AvgPool2x2) against the plain
+"""The trainer's fast path (bnviz/speed/perf.py's allocator setting, AvgPool2x2) against the plain
 path it replaces (system malloc, nn.AvgPool2d): same numbers within float tolerance. Speed
 itself is measured by `python -m bnviz bench`, never asserted here."""
 import os
@@ -13,8 +13,9 @@ from torch import nn
 
 from bnviz import data
 from bnviz.config import make_config
-from bnviz.model import AvgPool2x2, build_lenet, norm_layers
-from bnviz.perf import allocator, tune_allocator
+from bnviz.model import build_lenet, norm_layers
+from bnviz.speed.lenet import AvgPool2x2, build_fast, training_kwargs
+from bnviz.speed.perf import allocator, tune_allocator
 from bnviz.trainer import Trainer
 from tests.conftest import ROOT
 
@@ -47,7 +48,7 @@ def test_pool_falls_back_on_other_shapes():
 
 def test_pool_buffers_stay_out_of_checkpoints():
     cfg = make_config("d2l-lenet-bn")
-    fast, plain = build_lenet(cfg).state_dict(), build_lenet(cfg, fast_pool=False).state_dict()
+    fast, plain = build_fast(cfg).state_dict(), build_lenet(cfg).state_dict()
     assert list(fast) == list(plain)
 
 
@@ -55,7 +56,7 @@ def reference_run(cfg):
     """The plain path, written out: the trainer's data order and init, nn.AvgPool2d."""
     torch.manual_seed(cfg.seed)
     ds = data.load(cfg.dataset, cfg.train_size, "cpu", cfg.seed)
-    net = build_lenet(cfg, fast_pool=False)
+    net = build_lenet(cfg)
     opt = torch.optim.SGD(net.parameters(), lr=cfg.lr)
     perm = torch.randperm(len(ds.train_y), generator=torch.Generator().manual_seed(cfg.seed))
     losses = []
@@ -74,7 +75,7 @@ def test_trainer_fast_path_matches_the_plain_path(preset):
     cfg = make_config(preset, dataset="subset", train_size=1024, batch_size=64, epochs=1,
                       device="cpu", seed=3)
     events = []
-    summary = Trainer(cfg, [events.append]).run()
+    summary = Trainer(cfg, [events.append], **training_kwargs(cfg)).run()
     assert summary["status"] == "finished", summary["reason"]
     assert summary["allocator"] == allocator() != "system malloc (not tuned)"
     ref_losses, ref_net = reference_run(cfg)
@@ -96,7 +97,7 @@ def test_trainer_fast_path_matches_the_plain_path(preset):
 def test_allocator_setting_is_idempotent_and_can_be_turned_off():
     first = tune_allocator()
     assert tune_allocator() == first == allocator()
-    code = "from bnviz.perf import tune_allocator; print(tune_allocator())"
+    code = "from bnviz.speed.perf import tune_allocator; print(tune_allocator())"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, env=dict(os.environ, BNVIZ_ALLOCATOR="system"))
     assert out.returncode == 0 and "BNVIZ_ALLOCATOR=system" in out.stdout
@@ -110,7 +111,7 @@ def test_allocator_setting_is_idempotent_and_can_be_turned_off():
 def test_runs_trained_side_by_side_match_a_run_trained_alone():
     """Two worker threads (the local server's default) must not share torch's global RNG:
     same config and seed, same numbers, whether a run trains alone or beside another."""
-    from bnviz.jobs import JobManager
+    from bnviz.runs.jobs import JobManager
     cfgs = [make_config("d2l-lenet-bn", dataset="subset", train_size=512, batch_size=64,
                         epochs=2, device="cpu", seed=5, dropout_fc=True),
             make_config("d2l-lenet", dataset="subset", train_size=512, batch_size=64,

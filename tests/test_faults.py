@@ -7,9 +7,9 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from bnviz import ui
+from bnviz.dashboard import ui
 from bnviz.config import make_config
-from bnviz.jobs import JobManager
+from bnviz.runs.jobs import JobManager
 from tests.conftest import ROOT
 from tests.test_jobs import wait_for
 
@@ -22,7 +22,7 @@ sys.path.insert(0, %r)
 import torch
 torch.set_num_threads(1)
 from bnviz.config import make_config
-from bnviz.jobs import JobManager
+from bnviz.runs.jobs import JobManager
 
 soft, hard = resource.getrlimit(resource.RLIMIT_AS)
 

@@ -9,9 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from bnviz import fused
+from bnviz.speed import fused
 from bnviz.config import make_config
-from bnviz.model import LeNet, build_lenet, build_seeded
+from bnviz.model import build_lenet, build_seeded
+from bnviz.speed.lenet import LeNet, build_fast
 from tests.conftest import ROOT
 
 needs_fused = pytest.mark.skipif(fused.status() != "on",
@@ -109,7 +110,7 @@ def test_only_float32_cpu_parameters_reach_the_c_code():
 @needs_fused
 def test_lenet_takes_the_fused_path_and_matches_the_plain_model():
     cfg = make_config("d2l-lenet-bn")
-    fast, plain = build_seeded(cfg), build_seeded(cfg, fast_pool=False)
+    fast, plain = build_fast(cfg), build_seeded(cfg)
     assert isinstance(fast, LeNet) and type(plain) is nn.Sequential
     assert list(fast.state_dict()) == list(plain.state_dict())
     calls = []
@@ -142,7 +143,7 @@ def test_lenet_takes_the_fused_path_and_matches_the_plain_model():
 def test_a_hook_on_the_block_gets_the_unfused_path():
     """bnviz's probes (inside.py, evaluation) hook norm layers to see their outputs: a fused
     block has no BN output to show, so a hooked block runs module by module."""
-    net = build_lenet(make_config("d2l-lenet-bn"))
+    net = build_fast(make_config("d2l-lenet-bn"))
     seen = []
     h = net.conv1_norm.register_forward_hook(lambda m, i, o: seen.append(o.shape))
     try:
@@ -153,7 +154,7 @@ def test_a_hook_on_the_block_gets_the_unfused_path():
 
 
 def fused_status_in(env: dict, first: str = "") -> str:
-    code = f"import torch; from bnviz import fused; {first}print(fused.status())"
+    code = f"import torch; from bnviz.speed import fused; {first}print(fused.status())"
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                        timeout=120, env={**os.environ, **env})
     assert r.returncode == 0, r.stderr
@@ -166,10 +167,12 @@ def test_without_a_compiler_or_when_turned_off_it_says_why_and_training_still_wo
     bad.write_text("#!/bin/sh\necho 'cc: error: this compiler is broken' >&2\nexit 1\n")
     bad.chmod(0o755)
     status = fused_status_in({"CC": str(bad), "BNVIZ_CACHE_DIR": str(tmp_path / "cache")})
-    assert status == "off (compiling bnviz/fused.c failed: cc: error: this compiler is broken)"
+    assert status == "off (compiling bnviz/speed/fused.c failed: cc: error: this compiler is broken)"
     # and a run in that state trains with PyTorch's ops, saying so in its summary
     code = ("from bnviz.config import make_config; from bnviz.trainer import Trainer; "
-            "s = Trainer(make_config(dataset='subset', train_size=256, epochs=1)).run(); "
+            "from bnviz.speed.lenet import training_kwargs; "
+            "c = make_config(dataset='subset', train_size=256, epochs=1); "
+            "s = Trainer(c, **training_kwargs(c)).run(); "
             "print(s['status'], '|', s['fused'])")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                        timeout=300, env={**os.environ, "BNVIZ_FUSED": "off"})

@@ -4,8 +4,8 @@ import time
 import pytest
 
 from bnviz.config import make_config
-from bnviz.jobs import JobManager, JobRefused, Limits
-from bnviz.store import RunStore
+from bnviz.runs.jobs import JobManager, JobRefused, Limits
+from bnviz.runs.store import RunStore
 
 
 def wait_for(mgr, run_id, statuses=("finished", "stopped", "failed", "diverged"), timeout=60):

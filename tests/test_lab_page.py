@@ -3,7 +3,7 @@ import time
 
 from streamlit.testing.v1 import AppTest
 
-from bnviz import ui
+from bnviz.dashboard import ui
 from tests.conftest import ROOT
 
 TINY = {"dataset": "subset", "train_size": "512", "batch_size": "64"}

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from bnviz.config import NORM_KINDS, make_config
+from bnviz.speed.lenet import build_fast
 from bnviz.model import build_lenet, count_params, norm_layers
 
 
@@ -41,7 +42,7 @@ def test_gamma_beta_shapes_are_per_channel_and_freezable():
 def test_fast_and_plain_builds_start_from_the_same_numbers():
     """Both draw from the config's seed with their own generators (no torch.manual_seed)."""
     cfg = make_config("d2l-lenet-bn")
-    fast, plain = build_lenet(cfg).state_dict(), build_lenet(cfg, fast_pool=False).state_dict()
+    fast, plain = build_fast(cfg).state_dict(), build_lenet(cfg).state_dict()
     assert all(torch.equal(fast[k], plain[k]) for k in plain)
     w = fast["conv1.weight"]
     bound = (6 / (25 + 6 * 25)) ** 0.5  # xavier_uniform_: fan_in 1·5·5, fan_out 6·5·5

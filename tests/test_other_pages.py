@@ -3,7 +3,7 @@ import time
 
 from streamlit.testing.v1 import AppTest
 
-from bnviz import ui
+from bnviz.dashboard import ui
 from bnviz.config import make_config
 from bnviz.experiments import ablation_grid, with_seeds
 from tests.conftest import ROOT

@@ -4,7 +4,7 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from bnviz import ui
+from bnviz.dashboard import ui
 from tests.conftest import ROOT
 
 PAGES = ["batch_size", "inside_bn", "fluctuation", "devices", "bias", "learning_rate",

@@ -1,8 +1,8 @@
 """The lab's one-line reading says what the run's numbers show, and only that."""
 from bnviz.config import make_config
 from bnviz.events import RunEnded
-from bnviz.reading import describe
-from bnviz.record import RunRecord
+from bnviz.dashboard.reading import describe
+from bnviz.runs.record import RunRecord
 
 
 def view(cfg=None, **summary):

@@ -6,11 +6,11 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from bnviz import ui
+from bnviz.dashboard import ui
 from bnviz.config import make_config
-from bnviz.jobs import JobManager, Limits
-from bnviz.runner import JobRefused, Runner, runner_from_env
-from bnviz.store import RunStore
+from bnviz.runs.jobs import JobManager, Limits
+from bnviz.runs.runner import JobRefused, Runner, runner_from_env
+from bnviz.runs.store import RunStore
 from tests.conftest import ROOT
 from tests.fake_runner import EagerRunner
 

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 
 from bnviz.config import make_config
-from bnviz.record import RunRecord
+from bnviz.runs.record import RunRecord
 from bnviz.trainer import Trainer
 from tests.conftest import ROOT
 

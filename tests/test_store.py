@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from bnviz.config import make_config
-from bnviz.record import RunRecord
-from bnviz.store import RunStore, StoreError
+from bnviz.runs.record import RunRecord
+from bnviz.runs.store import RunStore, StoreError
 from bnviz.trainer import train
 from tests.conftest import ROOT
 
@@ -75,7 +75,7 @@ def test_run_left_by_a_dead_process_is_marked_interrupted(tmp_path, tiny):
     db = tmp_path / "db"
     # a real second process saves a 'running' run and is killed before it finishes
     code = ("import sys, time; sys.path.insert(0, %r)\n"
-            "from bnviz.store import RunStore; from bnviz.record import RunRecord\n"
+            "from bnviz.runs.store import RunStore; from bnviz.runs.record import RunRecord\n"
             "from bnviz.config import make_config\n"
             "r = RunRecord('half', make_config(dataset='subset')); r.status = 'running'\n"
             "RunStore(%r).save(r.view()); print('saved', flush=True); time.sleep(60)"

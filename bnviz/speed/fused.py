@@ -35,7 +35,7 @@ FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fopenmp", "-fPIC", "-share
 OFF_VALUES = ("0", "off", "no", "false")
 DOUBLE_BACKWARD = ("bnviz's fused BatchNorm → sigmoid → pool kernel has no double backward "
                    "(create_graph=True): set BNVIZ_FUSED=0, or build the model with "
-                   "build_lenet(cfg, fast_pool=False)")
+                   "build_lenet(cfg)")
 
 _lock = threading.Lock()
 _loaded: tuple[ctypes.CDLL | None, str] | None = None  # (library or None, "on" / "off (why)")
@@ -75,7 +75,7 @@ def compiler() -> str | None:
 
 
 def _cache_dir() -> Path:
-    from .data import cache_dir
+    from bnviz.data import cache_dir
     return cache_dir() / "fused"
 
 
@@ -146,7 +146,7 @@ def _try_load() -> tuple[ctypes.CDLL | None, str]:
         if not path.exists():
             err = _compile(cc, flags, path)
             if err:
-                return None, f"off (compiling bnviz/fused.c failed: {err})"
+                return None, f"off (compiling bnviz/speed/fused.c failed: {err})"
         lib = ctypes.CDLL(str(path))
     except OSError as e:
         return None, f"off (cannot load the fused kernels: {e})"

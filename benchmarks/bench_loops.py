@@ -1,5 +1,5 @@
 """The loops `python -m bnviz bench` times, one per fresh process:
-`python -m bnviz.bench_loops --child LOOP [--tiny]` prints one JSON line.
+`python3 benchmarks/bench_loops.py --child LOOP [--tiny]` prints one JSON line.
 
 bnviz: `Trainer(cfg, listeners).run()` with its usual epoch-end evaluation. bnviz_unfused:
 the same with BNVIZ_FUSED=0 (PyTorch's ops for BatchNorm → sigmoid → pool). d2l: train_ch6 as
@@ -27,13 +27,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from . import data as data_mod
-from .config import Config, make_config
-from .evaluation import EVAL_CHUNK  # the plain loop evaluates in the Trainer's chunks
-from .model import build_lenet
-from . import fused
-from .perf import allocator, tune_allocator
-from .trainer import Trainer, resolve_device
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bnviz import data as data_mod  # noqa: E402
+from bnviz.config import Config, make_config
+from bnviz.evaluation import EVAL_CHUNK  # the plain loop evaluates in the Trainer's chunks
+from bnviz.model import build_lenet
+from bnviz.speed import fused
+from bnviz.speed.perf import allocator, tune_allocator
+from bnviz.speed.lenet import training_kwargs
+from bnviz.trainer import Trainer, resolve_device
 
 LOOPS = ("bnviz", "bnviz_unfused", "d2l", "d2l_book", "plain", "plain_tuned")
 WARMUP_EXAMPLES = 1024  # four batches: first-use kernel setup stays out of the timed rounds
@@ -68,7 +70,7 @@ def run_bnviz(cfg: Config) -> dict:
         if e.kind == "started":
             marks["n_train"] = e.n_train
 
-    s = Trainer(cfg.replace(epochs=1), [listener]).run()
+    s = Trainer(cfg.replace(epochs=1), [listener], **training_kwargs(cfg)).run()
     if s["status"] != "finished":
         raise RuntimeError(f"bnviz trainer {s['status']}: {s['reason']}")
     # The last Step is flushed just before the epoch-end evaluation, the Evaluation right after.
@@ -122,7 +124,7 @@ def d2l_accuracy(y_hat: torch.Tensor, y: torch.Tensor) -> float:
 def run_d2l(cfg: Config, ds: data_mod.Dataset, device: torch.device, workers: int,
             book: bool = False) -> dict:
     torch.manual_seed(cfg.seed)
-    net = build_lenet(cfg, fast_pool=False).to(device)
+    net = build_lenet(cfg).to(device)
     opt = torch.optim.SGD(net.parameters(), lr=cfg.lr)
     loss = nn.CrossEntropyLoss()
     train_iter, test_iter = d2l_loaders(ds, cfg.batch_size, workers, book)
@@ -156,7 +158,7 @@ def run_plain(cfg: Config, ds: data_mod.Dataset, device: torch.device) -> dict:
     x, y = ds.train_x.to(device), ds.train_y.to(device)
     tx, ty = ds.test_x.to(device), ds.test_y.to(device)
     torch.manual_seed(cfg.seed)
-    net = build_lenet(cfg, fast_pool=False).to(device)
+    net = build_lenet(cfg).to(device)
     opt = torch.optim.SGD(net.parameters(), lr=cfg.lr)
     n, bs = len(y), cfg.batch_size
     _sync(device)
@@ -195,7 +197,7 @@ def time_to_first_step(cfg: Config) -> dict:
                 stop.set()  # one step is all we time; the run ends as "stopped"
 
         t0 = time.perf_counter()
-        Trainer(cfg, [listener], stop=stop).run()
+        Trainer(cfg, [listener], stop=stop, **training_kwargs(cfg)).run()
         if "first" not in t:
             raise RuntimeError("the trainer emitted no Step event")
         return t["first"] - t0
@@ -271,8 +273,8 @@ def run_child(loop: str, tiny: bool) -> dict:
 
 
 def _child_main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bnviz.bench_loops",
-                                 description="one timed loop of `python -m bnviz bench`")
+    ap = argparse.ArgumentParser(prog="benchmarks/bench_loops.py",
+                                 description="one timed loop of benchmarks/bench.py")
     ap.add_argument("--child", required=True, choices=LOOPS + ("first_step",))
     ap.add_argument("--tiny", action="store_true")
     a = ap.parse_args(argv)

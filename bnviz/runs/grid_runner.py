@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import data as data_mod
-from .experiments import GridPoint, result_row
-from .results import runs_table, summarize
-from .jobs import new_run_id
-from .record import RunRecord
-from .store import RunStore
-from .trainer import Trainer
+from bnviz import data as data_mod
+from bnviz.experiments import GridPoint, result_row
+from bnviz.runs.results import runs_table, summarize
+from bnviz.runs.jobs import new_run_id
+from bnviz.runs.record import RunRecord
+from bnviz.runs.store import RunStore
+from bnviz.speed.lenet import training_kwargs
+from bnviz.trainer import Trainer
 
 
 def _init_worker(threads: int) -> None:
@@ -22,7 +23,7 @@ def _init_worker(threads: int) -> None:
 
 def _train(cfg) -> object:
     rec = RunRecord(new_run_id(), cfg, session="cli")
-    Trainer(cfg, [rec]).run()
+    Trainer(cfg, [rec], **training_kwargs(cfg)).run()
     return rec.view()
 
 

@@ -6,8 +6,8 @@ import math
 
 import pandas as pd
 
-from .experiments import METRICS, GridPoint, result_row, varying_knobs
-from .stats import Estimate, mean_ci
+from bnviz.experiments import METRICS, GridPoint, result_row, varying_knobs
+from bnviz.stats import Estimate, mean_ci
 
 
 def runs_table(points: list[GridPoint], views: list) -> pd.DataFrame:

@@ -11,10 +11,12 @@ import uuid
 
 import streamlit as st
 
-from . import charts, reading
-from .config import (KNOB, KNOBS, PRESET_HELP, PRESETS, Config, from_query, parse_config, shown,
+from bnviz.dashboard import charts
+
+from bnviz.dashboard import reading
+from bnviz.config import (KNOB, KNOBS, PRESET_HELP, PRESETS, Config, from_query, parse_config, shown,
                      to_query)
-from .runner import JobRefused, Runner, runner_from_env
+from bnviz.runs.runner import JobRefused, Runner, runner_from_env
 
 LABELS = {
     "dataset": "Dataset", "train_size": "Train-set size (0 = all)", "batch_size": "Batch size",

@@ -169,7 +169,7 @@ GRID_BARS = (("train_acc", "train acc", COLORS["train"]),
 
 
 def _ci(values: pd.Series) -> tuple[float, float, int]:
-    from .stats import mean_ci
+    from bnviz.stats import mean_ci
     e = mean_ci(values)
     return e.mean, (0.0 if e.half != e.half else e.half), e.n
 

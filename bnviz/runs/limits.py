@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import Config
+from bnviz.config import Config
 
 
 class JobRefused(Exception):

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import Config
+from bnviz.config import Config
 
 STEP_COLUMNS = ("iteration", "epoch", "loss", "acc")
 ACTIVE = ("queued", "running")

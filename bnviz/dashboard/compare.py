@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from .config import KNOBS
-from .reading import fluctuation
+from bnviz.config import KNOBS
+from bnviz.stats import fluctuation
 
 IGNORED = ("seed", "device")  # differences that do not make another experiment
 

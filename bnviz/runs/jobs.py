@@ -14,15 +14,16 @@ import time
 import uuid
 from typing import Callable, Iterable
 
-from . import data as data_mod
-from .config import Config, validate
-from .fair_queue import FairQueue
-from .limits import JobRefused, Limits
-from .record import ACTIVE, RunRecord, RunView
-from .store import RunStore, StoreError
-from .trainer import Trainer
+from bnviz import data as data_mod
+from bnviz.config import Config, validate
+from bnviz.runs.fair_queue import FairQueue
+from bnviz.runs.limits import JobRefused, Limits
+from bnviz.runs.record import ACTIVE, RunRecord, RunView
+from bnviz.runs.store import RunStore, StoreError
+from bnviz.speed.lenet import training_kwargs
+from bnviz.trainer import Trainer
 
-log = logging.getLogger("bnviz.jobs")
+log = logging.getLogger("bnviz.runs.jobs")
 
 
 def new_run_id() -> str:
@@ -39,7 +40,7 @@ def warm_up() -> None:
     (about half a second) and the data set is decoded into memory."""
     import torch
 
-    from . import fused
+    from bnviz.speed import fused
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     fused.status()
     try:
@@ -270,7 +271,7 @@ class JobManager:
             listeners = [self._saved_before_ended(rec, saved), *self.observers]
             if self.store is not None:
                 listeners.append(self._on_start(rec))
-            Trainer(rec.config, listeners, stop=rec.stop).run()
+            Trainer(rec.config, listeners, stop=rec.stop, **training_kwargs(rec.config)).run()
         except Exception as e:  # noqa: BLE001 - the worker lives on, the run is failed
             rec.set_status("failed", f"the worker crashed: {type(e).__name__}: {e}")
             saved.clear()

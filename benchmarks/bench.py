@@ -1,5 +1,7 @@
 """Training throughput of bnviz's Trainer next to reference loops, on one machine, in one run.
 
+    python3 benchmarks/bench.py [--tiny] [--epochs N] [--out bench.json]
+
 The loops are in bench_loops.py. Each timed epoch runs in a fresh child process, so that one
 loop's process-wide settings (allocator, torch threads, forked workers) cannot leak into
 another's; rounds rotate the loop order so that drift on a shared machine hits all alike.
@@ -15,16 +17,20 @@ import statistics
 import subprocess
 import sys
 
-import torch
-
-from .bench_loops import D2L_WORKERS, LOOPS, bench_config, has_pil
-from .trainer import resolve_device
+from pathlib import Path
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [_ROOT, os.path.dirname(os.path.abspath(__file__))]
+
+import torch  # noqa: E402
+
+from bench_loops import D2L_WORKERS, LOOPS, bench_config, has_pil  # noqa: E402
+from bnviz.trainer import resolve_device  # noqa: E402
 
 
 def _spawn(what: str, tiny: bool) -> dict:
-    cmd = [sys.executable, "-m", "bnviz.bench_loops", "--child", what, *(["--tiny"] * tiny)]
+    cmd = [sys.executable, str(Path(__file__).with_name("bench_loops.py")), "--child", what,
+           *(["--tiny"] * tiny)]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         p for p in (_ROOT, os.environ.get("PYTHONPATH", "")) if p))
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
@@ -150,3 +156,18 @@ def main(tiny: bool = False, out: str | None = None, epochs: int = 1) -> int:
         with open(out, "w") as fh:
             json.dump(res, fh, indent=2)
     return 0
+
+
+if __name__ == "__main__":
+    import argparse
+    ap = argparse.ArgumentParser(description="training throughput: bnviz vs a d2l-style loop "
+                                             "vs a plain tensor loop (d2l LeNet-BN preset)")
+    ap.add_argument("--tiny", action="store_true",
+                    help="bundled subset, 1024 images, no DataLoader workers: seconds, for CI")
+    ap.add_argument("--out", help="write every number as JSON to this file")
+    ap.add_argument("--epochs", type=int, default=1,
+                    help="timed epochs per loop, interleaved; the median is reported")
+    a = ap.parse_args()
+    if a.epochs < 1:
+        ap.error("--epochs must be at least 1")
+    sys.exit(main(tiny=a.tiny, out=a.out, epochs=a.epochs))

@@ -7,9 +7,11 @@ import math
 import pandas as pd
 import streamlit as st
 
-from . import charts, ui
-from .experiments import DEFAULT_SEEDS, GridPoint, with_seeds
-from .results import runs_table, summarize
+from bnviz.dashboard import charts
+
+from bnviz.dashboard import ui
+from bnviz.experiments import DEFAULT_SEEDS, GridPoint, with_seeds
+from bnviz.runs.results import runs_table, summarize
 
 
 def grid_id(points: list[GridPoint]) -> str:

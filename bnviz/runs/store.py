@@ -13,8 +13,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .config import config_from_dict
-from .record import RunView
+from bnviz.config import config_from_dict
+from bnviz.runs.record import RunView
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (

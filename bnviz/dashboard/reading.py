@@ -3,13 +3,7 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
-
-def fluctuation(test_accs: list[float], last: int = 5) -> float:
-    """Standard deviation of the last few test accuracies (nan with fewer than 2)."""
-    xs = [a for a in test_accs[-last:] if not math.isnan(a)]
-    return float(np.std(xs, ddof=1)) if len(xs) >= 2 else math.nan
+from bnviz.stats import fluctuation  # noqa: F401 - pages read it from here too
 
 
 CHANCE = 0.15  # ten classes: 0.10 is guessing

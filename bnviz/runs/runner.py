@@ -11,13 +11,13 @@ import logging
 import os
 from typing import Mapping, Protocol, runtime_checkable
 
-from .config import Config
-from .jobs import JobManager, JobRefused, Limits
-from .record import RunView
-from .store import RunStore, StoreError
+from bnviz.config import Config
+from bnviz.runs.jobs import JobManager, JobRefused, Limits
+from bnviz.runs.record import RunView
+from bnviz.runs.store import RunStore, StoreError
 
 __all__ = ["Runner", "JobRefused", "runner_from_env"]
-log = logging.getLogger("bnviz.runner")
+log = logging.getLogger("bnviz.runs.runner")
 
 
 @runtime_checkable
