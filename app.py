@@ -2,7 +2,17 @@
 
 Run with `streamlit run app.py`. Heavy imports (torch) happen inside the pages, not here.
 """
+import os
+
 import streamlit as st
+
+# A hosted demo (BNVIZ_HOSTED=1) shows visitors the viewer's toolbar: no Deploy button and no
+# developer menu (rerun, clear cache, settings). The option is server-wide and each page load
+# reads it as its script starts, so the first load after a server start reruns once to pick it
+# up. A mode given on the command line or in config.toml (not "auto") is left as it is.
+if os.environ.get("BNVIZ_HOSTED") == "1" and st.get_option("client.toolbarMode") == "auto":
+    st.set_option("client.toolbarMode", "viewer")
+    st.rerun()
 
 st.set_page_config(page_title="bnviz — BatchNorm, live", page_icon=":material/insights:", layout="wide")
 

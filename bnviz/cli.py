@@ -21,8 +21,10 @@ SNAPSHOT_COLUMNS = ("iteration", "epoch", "layer", "stat", "channel", "value")
 def add_knob_flags(p: argparse.ArgumentParser) -> None:
     """One flag per registry knob; None means 'not given', so presets can fill it in."""
     for k in KNOBS:
+        # integers whole ("[0..2147483647]", not :g's "2.14748e+09"); floats short
+        bound = (lambda v: str(int(v))) if k.type is int else (lambda v: f"{v:g}")
         rng = f" [{', '.join(map(str, k.choices))}]" if k.choices else (
-            f" [{k.lo:g}..{k.hi:g}]" if k.lo is not None else "")
+            f" [{bound(k.lo)}..{bound(k.hi)}]" if k.lo is not None else "")
         help_ = f"{k.help}{rng} (default {k.default})"
         if k.type is bool:
             p.add_argument(k.flag, dest=k.name, action=argparse.BooleanOptionalAction,
@@ -50,37 +52,53 @@ def config_or_none(args: argparse.Namespace) -> Config | None:
 
 
 class ProgressBar:
-    """A one-line terminal progress bar; a listener like any other."""
+    """A one-line terminal progress bar; a listener like any other.
 
-    def __init__(self, stream=sys.stderr, width: int = 28):
-        self.stream, self.width = stream, width
+    The ETA comes from the steps timed after the first WARM_UP_STEPS (data loading, the first
+    forward passes and the kernels' first calls would make it many times too long); until
+    then it shows "—". `clock` is for tests."""
+
+    WARM_UP_STEPS = 5
+
+    def __init__(self, stream=sys.stderr, width: int = 28, clock=time.perf_counter):
+        self.stream, self.width, self.clock = stream, width, clock
         self.total = 1
-        self.t0 = time.perf_counter()
-        self.last = 0.0
+        self.epochs = 1
+        self.last = -math.inf
+        self.mark = None  # (iteration, time) at the end of the warm-up steps
         self.test_acc = math.nan
         self.tty = stream.isatty()
+
+    def eta(self, iteration: int, now: float) -> float:
+        """Seconds left at the rate measured since the warm-up, NaN before there is one."""
+        if self.mark is None or iteration <= self.mark[0] or now <= self.mark[1]:
+            return math.nan
+        rate = (iteration - self.mark[0]) / (now - self.mark[1])
+        return (self.total - iteration) / rate
 
     def __call__(self, e) -> None:
         if e.kind == "started":
             self.total = max(e.total_steps, 1)
             self.epochs = e.config["epochs"]
+            self.last, self.mark = -math.inf, None
             print(f"bnviz: training on {e.device}, {e.data}; {e.n_params:,} parameters",
                   file=self.stream)
         elif e.kind == "eval":
             self.test_acc = e.test_acc
         elif e.kind == "step":
-            now = time.perf_counter()
+            now = self.clock()
+            if self.mark is None and e.iteration >= self.WARM_UP_STEPS:
+                self.mark = (e.iteration, now)
             if now - self.last < (0.2 if self.tty else 5.0) and e.iteration < self.total:
                 return
             self.last = now
             frac = e.iteration / self.total
-            rate = e.iteration / max(now - self.t0, 1e-9)
-            eta = (self.total - e.iteration) / max(rate, 1e-9)
+            eta = self.eta(e.iteration, now)
             bar = "#" * int(frac * self.width)
             line = (f"epoch {min(int(e.epoch) + 1, self.epochs)}/{self.epochs} "
                     f"[{bar:<{self.width}}] {frac:4.0%} loss {e.loss:.3f} "
                     f"test acc {'—' if math.isnan(self.test_acc) else f'{self.test_acc:.3f}'}"
-                    f" ETA {eta:4.0f}s")
+                    f" ETA {'    —' if math.isnan(eta) else f'{eta:4.0f}s'}")
             print(("\r" + line) if self.tty else line, end="" if self.tty else "\n",
                   file=self.stream, flush=True)
         elif e.kind == "ended" and self.tty:

@@ -103,8 +103,18 @@ class Config:
                 if getattr(self, k.name) != k.default}
 
     def config_id(self) -> str:
-        """Stable id of what is trained: every knob but the seed and the device."""
-        d = {k: v for k, v in self.to_dict().items() if k not in ("seed", "device")}
+        """Stable id of what is trained: the knobs set away from their defaults, but never
+        the seed or the device.
+
+        Only non-default settings are hashed, so adding a knob with a default leaves every
+        existing id unchanged. The id is the first 12 hex digits of the SHA-1 of the compact,
+        key-sorted JSON of those settings; the default config hashes "{}", so its id is
+        'bf21a9e8fbc5' (tests/test_config.py pins it). Changing this scheme, or a knob's
+        default, changes stored runs' ids: the run store then needs a migration that re-keys
+        them from their stored configs (bnviz.runs.store.rekey_config_ids).
+        """
+        d = {f.name: getattr(self, f.name) for f in fields(self)
+             if f.name not in ("seed", "device") and getattr(self, f.name) != f.default}
         canon = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha1(canon.encode()).hexdigest()[:12]
 
@@ -201,6 +211,12 @@ PRESET_HELP = {
     "d2l-lenet-bn": "d2l's concise LeNet-BN: nn.BatchNorm at all four sites, lr 1.0, batch 256",
     "d2l-lenet-bn-scratch": "the same with the BatchNorm module the book writes from scratch",
     "d2l-lenet": "d2l's LeNet without BN: lr 0.9, conv1 padding 2",
+}
+# What the dashboard's preset buttons say: short enough to show whole in the sidebar.
+PRESET_LABELS = {
+    "d2l-lenet-bn": "LeNet-BN",
+    "d2l-lenet-bn-scratch": "BN from scratch",
+    "d2l-lenet": "LeNet (no BN)",
 }
 
 

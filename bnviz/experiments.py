@@ -159,8 +159,9 @@ def result_row(label: str, view) -> dict:
                run_id=view.run_id)
     if view.config.compare_eval:  # the same evaluations three ways: each one's swing
         for how in EVAL_MODES:
-            row[f"fluct_{how}"] = fluctuation([(e.get("by_mode") or {}).get(how, math.nan)
-                                               for e in view.evals])
+            accs = [(e.get("by_mode") or {}).get(how, math.nan) for e in view.evals]
+            row[f"fluct_{how}"] = fluctuation(accs)
+            row[f"final_acc_{how}"] = accs[-1] if accs else math.nan
     return row
 
 

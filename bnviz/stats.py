@@ -77,10 +77,10 @@ def compare_text(name_a: str, a: Estimate, name_b: str, b: Estimate, what: str =
     if a.n == 0 or b.n == 0:
         return f"Not enough finished runs to compare {name_a} with {name_b}."
     if separated(a, b):
-        hi, lo = (name_a, name_b) if a.mean > b.mean else (name_b, name_a)
-        return (f"{hi} has the higher {what}: {a.mean:.{digits}f} ± {a.half:.{digits}f} "
-                f"({name_a}) vs {b.mean:.{digits}f} ± {b.half:.{digits}f} ({name_b}), "
-                f"95% CIs over n = {a.n} and {b.n} seeds do not overlap.")
+        (hi, e_hi), (lo, e_lo) = sorted(((name_a, a), (name_b, b)), key=lambda p: -p[1].mean)
+        return (f"{hi} has the higher {what}: {e_hi.mean:.{digits}f} ± {e_hi.half:.{digits}f} "
+                f"({hi}) vs {e_lo.mean:.{digits}f} ± {e_lo.half:.{digits}f} ({lo}), "
+                f"95% CIs over n = {e_hi.n} and {e_lo.n} seeds do not overlap.")
     n = min(a.n, b.n)
     return (f"No difference in {what} detectable with {n} seed{'s' if n != 1 else ''}: "
             f"{a.text(digits)} for {name_a}, {b.text(digits)} for {name_b}.")

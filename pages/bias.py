@@ -86,5 +86,5 @@ if not problems:
         views = [mgr.get(r) for r in t.run_id]
         st.plotly_chart(charts.band_figure(compare.curves([v for v in views if v], "test_acc",
                                                           True),
-                                           "Test accuracy over training, mean and range of "
+                                           "Test accuracy over training, mean and 95% CI of "
                                            "the seeds", "test accuracy"), key="bias_curves")

@@ -65,7 +65,8 @@ if not chosen:
     st.stop()
 
 views = [v for rid in chosen if (v := mgr.get(rid)) is not None]
-aggregate = st.toggle("Average repeated seeds of the same config (band: min–max)", True)
+aggregate = st.toggle("Average repeated seeds of the same config (band: 95% CI over seeds)",
+                      True)
 st.caption("Share link: " + ui.page_url() + "?runs=" + ",".join(chosen))
 
 table = compare.metrics_table(views)
@@ -85,13 +86,8 @@ c2.plotly_chart(charts.band_figure(compare.curves(views, "train_acc", aggregate)
 c3, c4 = st.columns(2)
 c3.plotly_chart(charts.lines_figure(compare.loss_curves(views), "epoch", "loss", "run",
                                     "Training loss (smoothed)", "loss", "cmp"))
-gap = compare.curves(views, "train_acc", aggregate)
-test = compare.curves(views, "test_acc", aggregate)
-if not gap.empty:
-    gap = gap.merge(test, on=["group", "epoch"], suffixes=("_tr", "_te"))
-    gap = gap.assign(mean=gap.mean_tr - gap.mean_te, lo=gap.lo_tr - gap.hi_te,
-                     hi=gap.hi_tr - gap.lo_te, n=gap.n_tr)
-c4.plotly_chart(charts.band_figure(gap, "Train – test gap", "gap", "cmp"))
+c4.plotly_chart(charts.band_figure(compare.curves(views, "gap", aggregate), "Train – test gap",
+                                   "gap", "cmp"))
 stat = st.radio("Layer statistic", ["gamma", "beta", "running_mean", "running_var"],
                 horizontal=True)
 st.plotly_chart(charts.lines_figure(compare.affine_means(views, stat), "epoch", "value", "run",

@@ -1,10 +1,10 @@
 """Writes README's "Findings" section from the grids that scripts/findings.sh ran.
 
-Every number comes from out/findings/<grid>/summary.csv and results.csv (mean, 95% Student-t
+Every number comes from findings/<grid>/summary.csv and results.csv (mean, 95% Student-t
 CI and n over paired seeds); every sentence that says one thing beats another is chosen by
 bnviz.stats.separated, so the README cannot claim a difference its intervals do not support.
 
-    python3 scripts/findings.py [--out out/findings] [--readme README.md] [--check]
+    python3 scripts/findings.py [--out findings] [--readme README.md] [--print]
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bnviz.config import PRESET_HELP  # noqa: E402
 from bnviz.stats import Estimate, compare_text  # noqa: E402
 
 
@@ -59,20 +60,23 @@ def by_label(s: pd.DataFrame, label: str):
 
 def section_fluctuation(s, runs) -> str:
     r = s.iloc[0]
-    rows = [[name, pm(r, f"test_acc_{m}") if m != "batch" else "–", pm(r, f"fluct_{m}")]
+    rows = [[name, pm(r, f"final_acc_{m}") if f"final_acc_{m}" in r else "–", pm(r, f"fluct_{m}")]
             for m, name in (("running", "running (PyTorch default)"),
                             ("precise", "PreciseBN (4,096 training images, current weights)"),
                             ("batch", "batch statistics"))]
     text = [f"**Fluctuating test accuracy (question 5)**: LeNet-BN, 10 epochs, evaluated three "
-            f"ways after every epoch on the same weights (`python -m bnviz sweep fluctuation "
+            f"ways after every epoch on the same weights (`bnviz sweep fluctuation "
             f"--seeds 5`), n = {int(r.n)} ({seeds_of(runs)}).", "",
             table(rows, ["test-time statistics", "final test acc",
                          "std of test acc over epochs 6–10"]), ""]
-    text.append(compare_text("PreciseBN", est(r, "fluct_precise"), "running statistics",
-                             est(r, "fluct_running"), "epoch-to-epoch std", 4)
+    text.append("- Swing: " + compare_text("PreciseBN", est(r, "fluct_precise"),
+                                         "running statistics", est(r, "fluct_running"),
+                                         "epoch-to-epoch std", 4)
                 .replace("has the higher", "has the larger"))
-    text.append(" " + compare_text("PreciseBN", est(r, "test_acc_precise"), "running statistics",
-                                   est(r, "test_acc_running"), "final test accuracy"))
+    text.append("- Final accuracy: " + compare_text("PreciseBN", est(r, "test_acc_precise"),
+                                                  "running statistics",
+                                                  est(r, "test_acc_running"),
+                                                  "final test accuracy"))
     return "\n".join(text)
 
 
@@ -80,7 +84,7 @@ def section_ablation(s, runs) -> str:
     rows = [[r.run, str(int(r.n)), pm(r, "train_loss"), pm(r, "test_acc_running"),
              pm(r, "test_acc_precise")] for _, r in s.iterrows()]
     ref = by_label(s, "all four BN layers")
-    text = [f"**Which BN layers matter (questions 9 and 10)**, 10 epochs each (`python -m bnviz "
+    text = [f"**Which BN layers matter (questions 9 and 10)**, 10 epochs each (`bnviz "
             f"ablation --epochs 10 --seeds 5`), {seeds_of(runs)}, paired across rows.", "",
             table(rows, ["configuration", "n", "train loss", "test acc (running stats)",
                          "test acc (PreciseBN)"]), "",
@@ -128,7 +132,7 @@ def section_pairs(s, runs, title: str, cmd: str, pairs: list[tuple[str, str]],
 
 
 def section_bias(s, runs, views_dir: Path) -> str:
-    text = [section_pairs(s, runs, "Bias before BN (question 7)", "python -m bnviz sweep bias "
+    text = [section_pairs(s, runs, "Bias before BN (question 7)", "bnviz sweep bias "
                           "--epochs 3 --seeds 5", [("bias on", "bias off")], "test_acc_precise")]
     diff = views_dir / "loss_difference.txt"
     if diff.is_file():
@@ -157,12 +161,12 @@ def render_d2l(out: Path) -> str:
     rows = []
     for _, r in s.iterrows():
         ref = D2L_REFERENCE.get(r.run, ("?", "?", "?"))
-        rows.append([f"`{r.run}`", str(int(r.n)), pm(r, "train_loss"), pm(r, "train_acc"),
+        rows.append([f"`{r.run}`: {PRESET_HELP.get(r.run, '')}", str(int(r.n)), pm(r, "train_loss"), pm(r, "train_acc"),
                      pm(r, "test_acc_running"), pm(r, "test_acc_precise"),
                      " / ".join(ref)])
     return "\n".join([
-        f"`python -m bnviz sweep presets --epochs 10 --seeds 5 --dataset full` ({seeds_of(runs)}; "
-        "each preset alone: `python -m bnviz train --preset NAME`), 10 epochs, full "
+        f"`bnviz sweep presets --epochs 10 --seeds 5 --dataset full` ({seeds_of(runs)}; "
+        "each preset alone: `bnviz train --preset NAME`), 10 epochs, full "
         "Fashion-MNIST, this project's 2-core CPU. Mean ± 95% CI over seeds:", "",
         table(rows, ["preset", "n", "train loss", "train acc", "test acc (running stats)",
                      "test acc (PreciseBN)", "d2l's reference: loss / train acc / test acc"]),
@@ -189,15 +193,16 @@ def render(out: Path) -> str:
         ("fluctuation", section_fluctuation),
         ("ablation", section_ablation),
         ("lr", lambda s, r: section_sweep(s, r, "lr", "Learning rate (question 8), 2 epochs",
-                                          "python -m bnviz sweep lr --epochs 2 --seeds 5 "
+                                          "bnviz sweep lr --epochs 2 --seeds 5 "
                                           "--values 0.1,1,3,10,30", "lr")),
         ("norm_batch", lambda s, r: section_pairs(
             s, r, "Examples per BN at SGD batch 256 (question 1; Group Normalization paper's "
-            "question), 2 epochs", "python -m bnviz sweep norm_batch --epochs 2 --seeds 5",
-            [(s.run.iloc[0], s.run.iloc[len(s) - 3])] if len(s) >= 3 else [],
+            "question), 2 epochs", "bnviz sweep norm_batch --epochs 2 --seeds 5",
+            [(s.run.iloc[0], s.run.iloc[len(s) - 3]), (s.run.iloc[len(s) - 3], s.run.iloc[-2])]
+            if len(s) >= 3 else [],
             "test_acc_precise")),
         ("dataparallel", lambda s, r: section_pairs(
-            s, r, "Several devices (question 6), 3 epochs", "python -m bnviz sweep "
+            s, r, "Several devices (question 6), 3 epochs", "bnviz sweep "
             "dataparallel --epochs 3 --seeds 5", [
                 ("book BN, 2 devices (DataParallel)", "book BN, 1 device"),
                 ("nn.BatchNorm, 8 devices (32 per device)", "nn.BatchNorm, 1 device")])),
@@ -214,7 +219,7 @@ def render(out: Path) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out", default=str(ROOT / "out" / "findings"))
+    p.add_argument("--out", default=str(ROOT / "findings"))
     p.add_argument("--readme", default=str(ROOT / "README.md"))
     p.add_argument("--print", action="store_true", help="print the section, change nothing")
     args = p.parse_args()

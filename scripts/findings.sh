@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Re-measures README's "Findings" on the full Fashion-MNIST, every grid over 5 paired seeds
 # (about 85 min of 2 quiet cores), then rewrites that section from the results:
-#   out/findings/<grid>/results.csv  one row per run (every varied setting, seed included)
-#   out/findings/<grid>/summary.csv  per configuration: mean, 95% CI half-width, n
+#   findings/<grid>/results.csv  one row per run (every varied setting, seed included)
+#   findings/<grid>/summary.csv  per configuration: mean, 95% CI half-width, n
 # Runs already in the run store are reused, so a stopped run of this script resumes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-o=out/findings
+o=findings
 common=(--dataset full --seeds 5 --jobs 2)
 python3 -m bnviz sweep bias --epochs 3 "${common[@]}" --out $o/bias
 python3 -m bnviz sweep dataparallel --epochs 3 "${common[@]}" --out $o/dataparallel

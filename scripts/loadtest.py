@@ -11,16 +11,20 @@ checks that every run ends finished or refused with a reason and that the run st
 (none lost, none extra), polls /_stcore/health throughout for its latency, reads the server's
 memory and threads, then runs start/stop cycles through a JobManager in this process. Writes a
 JSON report and exits 1 when a check fails.
+
+The server's Python threads are read by name without py-spy: a sitecustomize.py put on the
+server's PYTHONPATH makes it write `threading.enumerate()` to a file on SIGUSR2. A report that
+could not read them fails its `python_thread_names_read` check instead of passing unread.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import os
 import re
-import shutil
+import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -40,6 +44,65 @@ ENDED = re.compile(r"Finished|Not started|Failed|Diverged|Stopped|Interrupted")
 # Ended runs leave the server's memory 3 s after they end, so expiry happens within the test.
 SERVER_ENV = {"BNVIZ_HOSTED": "1", "BNVIZ_LIMIT_KEEP_FINISHED_S": "3",
               "BNVIZ_LIMIT_EXPIRE_EVERY_S": "1"}
+
+
+# Installed as the server's sitecustomize.py (a temporary folder first on its PYTHONPATH).
+THREAD_NAMES_HOOK = '''"""From scripts/loadtest.py: on SIGUSR2 write this process's Python thread names to
+$BNVIZ_THREAD_NAMES as JSON; $BNVIZ_THREAD_NAMES.ready says the handler is in place."""
+import importlib.machinery
+import importlib.util
+import json
+import os
+import signal
+import sys
+import threading
+
+_out = os.environ.get("BNVIZ_THREAD_NAMES")
+
+
+def _dump(signum, frame):
+    with open(_out + ".tmp", "w") as f:
+        json.dump([t.name for t in threading.enumerate()], f)
+    os.replace(_out + ".tmp", _out)
+
+
+if _out and threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGUSR2, _dump)
+    open(_out + ".ready", "w").close()
+
+# a sitecustomize further along the path still runs
+_here = os.path.dirname(os.path.abspath(__file__))
+_spec = importlib.machinery.PathFinder.find_spec(
+    "sitecustomize", [p for p in sys.path if os.path.abspath(p or ".") != _here])
+if _spec is not None:
+    _spec.loader.exec_module(importlib.util.module_from_spec(_spec))
+'''
+
+
+def install_thread_names_hook(tmp: Path) -> tuple[dict, Path]:
+    """The server environment that loads THREAD_NAMES_HOOK, and the file it writes."""
+    hook = tmp / "thread-names-hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(THREAD_NAMES_HOOK)
+    names = tmp / "thread-names.json"
+    path = os.pathsep.join(p for p in (str(hook), os.environ.get("PYTHONPATH")) if p)
+    return {"PYTHONPATH": path, "BNVIZ_THREAD_NAMES": str(names)}, names
+
+
+def python_threads(pid: int, names: Path) -> dict | None:
+    """The server's Python threads by name (trailing numbers cut: "bnviz-worker-1" counts as
+    "bnviz-worker"), or None when the server cannot say (the hook did not load)."""
+    if not Path(f"{names}.ready").exists():
+        return None  # SIGUSR2 without the handler would end the server
+    names.unlink(missing_ok=True)
+    os.kill(pid, signal.SIGUSR2)
+    deadline = time.time() + 10
+    while not names.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    if not names.exists():
+        return None
+    found = [re.sub(r"[-_ ]?\d+(_\d+)?$", "", n) for n in json.loads(names.read_text())]
+    return {n: found.count(n) for n in sorted(set(found))}
 
 
 class HealthProbe(threading.Thread):
@@ -146,16 +209,11 @@ async def sessions(url: str, n: int, browsers: int, timeout_s: float, on_warm) -
             await browser.close()
 
 
-def server_state(pid: int) -> dict:
-    """Memory and threads of the server; thread names too where py-spy is installed."""
-    state = dict(rss_mb=round(rss_mb(pid), 1), threads=thread_count(pid))
-    if shutil.which("py-spy"):
-        dump = subprocess.run(["py-spy", "dump", "--pid", str(pid)], capture_output=True,
-                              text=True, timeout=30).stdout
-        names = [re.sub(r"[-_ ]?\d+(_\d+)?$", "", m) for m in
-                 re.findall(r'^Thread \d+ \(\w+\): "(.*)"', dump, re.M)]
-        state["python_threads"] = {n: names.count(n) for n in sorted(set(names))}
-    return state
+def server_state(pid: int, names: Path) -> dict:
+    """Memory and threads of the server (all threads, from /proc), and its Python threads by
+    name."""
+    return dict(rss_mb=round(rss_mb(pid), 1), threads=thread_count(pid),
+                python_threads=python_threads(pid, names))
 
 
 def check_store(db: Path, results: list[dict]) -> dict:
@@ -230,12 +288,13 @@ def main(argv=None) -> int:
                         websocket_clients=a.sessions - a.browsers, short=a.short)
     env = {**SERVER_ENV, **dict(e.split("=", 1) for e in a.env)}
     report["server_env"] = env
-    with serve(db, env=env) as (url, proc):
-        report["server_start"] = server_state(proc.pid)
+    hook_env, names = install_thread_names_hook(tmp)
+    with serve(db, env={**env, **hook_env}) as (url, proc):
+        report["server_start"] = server_state(proc.pid, names)
         probe = HealthProbe(url)
 
         def warmed():  # torch imported, runner up: the baseline, then the probe starts
-            report["server_warm"] = server_state(proc.pid)
+            report["server_warm"] = server_state(proc.pid, names)
             probe.start()
         t0 = time.time()
         results = asyncio.run(sessions(url, a.sessions, a.browsers, a.deadline, warmed))
@@ -243,9 +302,9 @@ def main(argv=None) -> int:
         probe.halt.set()
         probe.join()
         report["health"] = probe.summary()
-        report["server_after_test"] = server_state(proc.pid)
+        report["server_after_test"] = server_state(proc.pid, names)
         time.sleep(5)  # sessions close, ended runs pass keep_finished_s and are swept
-        report["server_after_expiry"] = server_state(proc.pid)
+        report["server_after_expiry"] = server_state(proc.pid, names)
     outcomes = [r["outcome"] for r in results]
     report["outcomes"] = {o: outcomes.count(o) for o in sorted(set(outcomes))}
     report["address_bars_without_run"] = [r["address_bar"] for r in results if "address_bar" in r]
@@ -267,9 +326,15 @@ def main(argv=None) -> int:
         # script runners or workers would grow with every session instead.
         server_threads_bounded=report["server_after_expiry"]["threads"]
         <= report["server_warm"]["threads"] + 40,
+        # the names below are read, not assumed: a server that could not list its threads
+        # (or that lists no worker while runs were training) fails here
+        python_thread_names_read=all(
+            report[k]["python_threads"] for k in ("server_warm", "server_after_test",
+                                                  "server_after_expiry"))
+        and "bnviz-worker" in report["server_after_test"]["python_threads"],
         no_script_thread_left=not any(
             n.startswith("ScriptRunner") or (n == "bnviz-worker" and c > 2)  # 2: max_workers
-            for n, c in report["server_after_expiry"].get("python_threads", {}).items()),
+            for n, c in (report["server_after_expiry"]["python_threads"] or {}).items()),
         health_p95_under_300_ms=report["health"]["p95_ms"] < 300)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(report, indent=2))

@@ -66,6 +66,7 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.mark.slow
 def test_conv_only_bn_at_batch_one_evaluates_with_per_image_statistics(one_thread):
     cfg = make_config(dataset="subset", train_size=200, epochs=1, batch_size=1, lr=0.02,
                       activation="relu", norm_fc1=False, norm_fc2=False, compare_eval=True,

@@ -1,19 +1,13 @@
 """The batch-size page: the normalisation batch at a fixed SGD batch, the SGD batch as a
 separate question, and batch sizes 1 and 2."""
-from streamlit.testing.v1 import AppTest
-
-from tests.conftest import ROOT
+from tests.apptest import open_page
 
 NORM_TITLE = "Examples per BN (the normalisation batch) at SGD batch 256"
 SGD_TITLE = "SGD batch size (examples per step), at a fixed number of examples seen"
 
 
-def open_page(params=None):
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.switch_page("pages/batch_size.py")
-    for k, v in {"dataset": "subset", **(params or {})}.items():
-        at.query_params[k] = v
-    return at.run()
+def batch_page(params=None):
+    return open_page("batch_size", {"dataset": "subset", **(params or {})})
 
 
 def page_text(at) -> str:
@@ -21,7 +15,7 @@ def page_text(at) -> str:
 
 
 def test_page_separates_the_normalisation_batch_from_the_sgd_batch():
-    at = open_page()
+    at = batch_page()
     assert not at.exception, at.exception
     headers = [h.value for h in at.header]
     assert NORM_TITLE in headers and SGD_TITLE in headers
@@ -43,7 +37,7 @@ def test_page_separates_the_normalisation_batch_from_the_sgd_batch():
 
 
 def test_link_settings_win_over_the_page_defaults():
-    at = open_page({"epochs": "3", "lr": "0.5", "seeds": "2"})
+    at = batch_page({"epochs": "3", "lr": "0.5", "seeds": "2"})
     assert not at.exception, at.exception
     text = page_text(at)
     assert "**3 epochs**" in text and "**0.5 for every normalisation**" in text
@@ -51,7 +45,7 @@ def test_link_settings_win_over_the_page_defaults():
 
 
 def test_a_train_set_smaller_than_the_sgd_batch_is_explained():
-    at = open_page({"train_size": "128", "batch_size": "64"})
+    at = batch_page({"train_size": "128", "batch_size": "64"})
     assert not at.exception, at.exception
     assert any("train_size (128) must be at least batch_size (256)" in e.value
                for e in at.error)

@@ -4,7 +4,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow  # benchmarks end to end
 
 
 def test_bench_tiny_writes_json(tmp_path):

@@ -128,6 +128,7 @@ def train_arms(ds, fast_pool, dtype, steps=20, batch=256):
     return (la - lb).abs(), wdiff, la
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fast_pool", [True, False])
 def test_training_with_and_without_the_cancelled_bias_is_the_same_in_float64(ds, fast_pool):
     """The exact result: the two arms are one function of the weights, so in float64 twenty
@@ -138,6 +139,7 @@ def test_training_with_and_without_the_cancelled_bias_is_the_same_in_float64(ds,
     assert ldiff.max() < 1e-10 and wdiff < 1e-10, (ldiff.max().item(), wdiff)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fast_pool", [True, False])
 def test_training_with_and_without_the_cancelled_bias_agrees_in_float32(ds, fast_pool,
                                                                         monkeypatch):
@@ -206,6 +208,7 @@ def test_initialisation_is_the_same_while_another_thread_draws_from_the_global_r
     assert all(same(b, ref) for b in built)
 
 
+@pytest.mark.slow
 def test_bias_equivalence_is_exact_in_float64_and_nothing_where_no_bias_is_cancelled():
     from bnviz.bias import bias_equivalence
     eq = bias_equivalence(cfg_of(lr=1.0), steps=8, batch=32)
@@ -215,13 +218,8 @@ def test_bias_equivalence_is_exact_in_float64_and_nothing_where_no_bias_is_cance
 
 
 def test_bias_page_states_the_exact_result():
-    from streamlit.testing.v1 import AppTest
-
-    from tests.conftest import ROOT
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.switch_page("pages/bias.py")
-    at.query_params["dataset"] = "subset"
-    at.run()
+    from tests.apptest import open_page
+    at = open_page("bias", {"dataset": "subset"})
     assert not at.exception
     exact = next(m.value for m in at.markdown if "The exact result" in m.value)
     diff = float(exact.split("differ by at most **")[1].split("**")[0])

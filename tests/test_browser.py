@@ -1,8 +1,11 @@
 """A real browser: Chromium, driven by Playwright, against `streamlit run app.py`."""
 import time
 
+import pytest
 
 from tests.server import serve
+
+pytestmark = pytest.mark.slow  # a real browser against a real server
 
 POINTS_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot'))
   .map(g => (g.data || []).reduce((n, t) => n + ((t.x && t.x.length) || 0), 0))"""

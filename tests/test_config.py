@@ -1,10 +1,11 @@
+import dataclasses
 import math
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from bnviz.config import (KNOB, KNOBS, PRESETS, Config, ConfigError, from_query, make_config,
-                          parse_config, to_query, validate)
+from bnviz.config import (KNOB, KNOBS, PRESETS, Config, ConfigError, from_query, knob,
+                          make_config, parse_config, to_query, validate)
 
 
 def test_defaults_are_valid_and_presets_build():
@@ -36,6 +37,44 @@ def test_config_id_is_stable_and_ignores_seed_and_device():
     b = make_config(seed=2, device="auto")
     assert a.config_id() == b.config_id() == Config().config_id()
     assert make_config(lr=0.5).config_id() != a.config_id()
+
+
+def test_config_id_values_are_pinned():
+    """The ids in every run store depend on these values: a change to the hashing must come
+    with a store migration that re-keys stored runs (bnviz.runs.store.rekey_config_ids).
+    The default config hashes only its non-default settings, none: sha1("{}")[:12].
+    (Before the run store's schema version 2 every knob was hashed: the default was
+    'c18136ebb6bd'.)"""
+    assert Config().config_id() == "bf21a9e8fbc5"
+    assert make_config(seed=7, device="cpu").config_id() == "bf21a9e8fbc5"
+    assert make_config(lr=0.5).config_id() == "477839235f4a"  # sha1('{"lr":0.5}')
+    assert make_config(norm="none", batch_size=64).config_id() == "a8d4b243ad05"
+
+
+def test_config_id_hashes_only_non_default_knobs():
+    a = make_config(lr=0.5)
+    assert a.config_id() == make_config(lr=0.5, eps=Config.eps, norm="bn").config_id()
+    assert make_config(lr=1).config_id() == Config().config_id()  # 1 == 1.0, the default
+
+
+def with_new_knob(default):
+    """Config as it would be after someone adds one knob (with a default) to it."""
+    return dataclasses.make_dataclass(
+        "ConfigPlusKnob", [("new_knob", int, knob(default, "a knob added later", lo=0, hi=9))],
+        bases=(Config,), frozen=True)
+
+
+@pytest.mark.parametrize("overrides", [{}, {"lr": 0.5}, {"norm": "none", "batch_size": 64},
+                                       {"dataset": "subset", "train_size": 256, "epochs": 1,
+                                        "seed": 3, "device": "cpu"},
+                                       {"eval_mode": "precise", "norm_fc2": False}])
+def test_adding_a_knob_with_a_default_keeps_every_id(overrides):
+    Later = with_new_knob(3)
+    old = make_config(**overrides)
+    later = Later(**old.to_dict())  # the same settings, the new knob at its default
+    assert later.new_knob == 3 and later.config_id() == old.config_id()
+    # setting the new knob away from its default does make a new experiment
+    assert dataclasses.replace(later, new_knob=4).config_id() != old.config_id()
 
 
 def test_lenient_parse_keeps_defaults_and_says_why():

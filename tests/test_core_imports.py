@@ -3,6 +3,8 @@ machine, a training box); tests/test_layout.py checks the same on the source."""
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 CODE = """
@@ -22,6 +24,7 @@ print(train(make_config(dataset='subset', train_size=256, epochs=1))['status'])
 """
 
 
+@pytest.mark.slow
 def test_core_needs_neither_streamlit_nor_plotly_nor_pandas():
     r = subprocess.run([sys.executable, "-c", CODE], cwd=ROOT, capture_output=True, text=True,
                        timeout=120)

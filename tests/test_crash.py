@@ -5,9 +5,12 @@ import re
 import signal
 import time
 
+import pytest
 
 from bnviz.runs.store import RunStore
 from tests.server import serve
+
+pytestmark = pytest.mark.slow  # kills and restarts a real server
 
 # The live lab lives at "/lab"; About is the default page at "/".
 DONE = "/lab?dataset=subset&train_size=256&batch_size=64&epochs=1&seed=1"

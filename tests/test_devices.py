@@ -166,6 +166,7 @@ def _train_steps(norm: str, devices: int, steps: int = 5) -> nn.Module:
     return net
 
 
+@pytest.mark.slow
 def test_moving_stats_stay_at_init_under_simulated_dataparallel():
     net = _train_steps("bn_d2l", 2)
     layers = norm_layers(net)
@@ -216,6 +217,7 @@ def test_dataparallel_grid_arms():
                == (256, 1.0, 3, 7) for p in pts)
 
 
+@pytest.mark.slow
 def test_book_bn_on_two_devices_trains_but_evaluates_at_chance():
     """Measured (subset, 1024 images, batch 64, 2 epochs, lr 1, seeds 0-4): book BN on two
     simulated devices tests at 0.100-0.101 every time, one device at 0.25-0.58, with the

@@ -2,6 +2,7 @@
 carries running and PreciseBN accuracy side by side."""
 import math
 
+import pytest
 import torch
 
 from bnviz.config import make_config
@@ -19,6 +20,7 @@ def test_batches_never_leave_a_batch_of_one():
     assert sum(b.stop - b.start for b in batches(1000, 9)) == 1000
 
 
+@pytest.mark.slow
 def test_batch_statistics_eval_is_defined_when_one_test_image_is_left_over():
     ds = data_mod.load("subset", 0, "cpu", 0)
     assert len(ds.test_y) % 9 == 1  # the subset's 1,000 test images at batch 9
@@ -29,6 +31,7 @@ def test_batch_statistics_eval_is_defined_when_one_test_image_is_left_over():
         assert math.isfinite(loss) and 0 <= acc <= 1, how
 
 
+@pytest.mark.slow
 def test_summary_reports_running_and_precise_accuracy(tiny):
     rec = RunRecord("e", make_config(**tiny))
     s = Trainer(rec.config, [rec]).run()

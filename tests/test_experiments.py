@@ -60,6 +60,7 @@ def test_result_row_reads_a_real_run(tiny):
     assert result_row("later", None)["status"] == "not run"
 
 
+@pytest.mark.slow
 def test_grid_in_two_processes_trains_every_point(tmp_path, tiny):
     from bnviz.experiments import GridPoint
     from bnviz.runs.grid_runner import run_grid
@@ -74,6 +75,7 @@ def test_grid_in_two_processes_trains_every_point(tmp_path, tiny):
     assert list(again.run_id) == list(table.run_id)
 
 
+@pytest.mark.slow
 def test_results_and_summary_csv_have_seeds_and_intervals(tmp_path):
     """`ablation --seeds 2 --out DIR` on a sliver of data: results.csv has one row per run
     with every varied setting (seed included); summary.csv's CI is the Student-t interval of

@@ -34,6 +34,7 @@ def test_pool_matches_avg_pool2d_forward_and_backward(size):
     torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_pool_gradient_is_exact_in_double():
     x = torch.randn(2, 4, 24, 24, dtype=torch.double, requires_grad=True)
     assert torch.autograd.gradcheck(AvgPool2x2(24), (x,))
@@ -70,6 +71,7 @@ def reference_run(cfg):
     return losses, net
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["d2l-lenet-bn", "d2l-lenet"])
 def test_trainer_fast_path_matches_the_plain_path(preset):
     cfg = make_config(preset, dataset="subset", train_size=1024, batch_size=64, epochs=1,
@@ -108,6 +110,7 @@ def test_allocator_setting_is_idempotent_and_can_be_turned_off():
         assert out.stdout.strip() == "glibc malloc, buffers kept in the heap"
 
 
+@pytest.mark.slow
 def test_runs_trained_side_by_side_match_a_run_trained_alone():
     """Two worker threads (the local server's default) must not share torch's global RNG:
     same config and seed, same numbers, whether a run trains alone or beside another."""

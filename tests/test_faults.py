@@ -5,11 +5,11 @@ import sys
 
 import pytest
 import torch
-from streamlit.testing.v1 import AppTest
 
 from bnviz.dashboard import ui
 from bnviz.config import make_config
 from bnviz.runs.jobs import JobManager
+from tests.apptest import open_page
 from tests.conftest import ROOT
 from tests.test_jobs import wait_for
 
@@ -47,6 +47,7 @@ m.shutdown()
 """ % str(ROOT)
 
 
+@pytest.mark.slow
 def test_out_of_memory_fails_that_run_and_the_next_one_trains():
     out = subprocess.run([sys.executable, "-c", OOM_SCRIPT], capture_output=True, text=True,
                          timeout=120)
@@ -74,7 +75,7 @@ def test_corrupt_store_is_a_warning_on_the_page(tmp_path, monkeypatch):
     monkeypatch.setenv("BNVIZ_DB", str(bad))
     ui.manager.clear()  # the server-wide runner is rebuilt against the broken file
     try:
-        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).switch_page("pages/lab.py").run()
+        at = open_page("lab")
         assert not at.exception
         text = " ".join(w.value for w in at.warning)
         assert "could not be opened" in text and "corrupt" in text and str(bad) in text

@@ -161,6 +161,7 @@ def fused_status_in(env: dict, first: str = "") -> str:
     return r.stdout.strip()
 
 
+@pytest.mark.slow
 def test_without_a_compiler_or_when_turned_off_it_says_why_and_training_still_works(tmp_path):
     assert fused_status_in({"BNVIZ_FUSED": "0"}) == "off (BNVIZ_FUSED=0)"
     bad = tmp_path / "cc"
@@ -180,6 +181,7 @@ def test_without_a_compiler_or_when_turned_off_it_says_why_and_training_still_wo
     assert r.stdout.strip().splitlines()[-1] == "finished | off (BNVIZ_FUSED=0)"
 
 
+@pytest.mark.slow
 def test_the_library_is_built_once_and_reused(tmp_path):
     if not fused.compiler():
         pytest.skip("no C compiler on PATH")

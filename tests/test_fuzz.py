@@ -5,12 +5,14 @@ hundred or so (each run costs ~0.2-0.5 s). A real browser cannot send NaN or inf
 number_input, and Streamlit's own deserializer raises on them before the page runs, so the
 widget cases stay finite.
 """
+import re
+
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from streamlit.testing.v1 import AppTest
 
 from bnviz.config import KNOB, KNOBS, from_query, parse_config, shown, to_query, validate
-from tests.conftest import ROOT
+from tests.apptest import open_page
 
 TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)  # URL-encodable
 NUMBERS = st.one_of(st.integers(-10**400, 10**400), st.floats(allow_nan=True, allow_infinity=True))
@@ -44,6 +46,7 @@ def assert_used_or_warned(values, cfg, warnings):
         assert said or getattr(cfg, key) == wanted, (key, raw, getattr(cfg, key), warnings)
 
 
+@pytest.mark.slow
 @settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(KEYS, ANY_VALUE, max_size=8))
 def test_parse_config_never_raises_and_names_what_it_ignored(values):
@@ -51,6 +54,7 @@ def test_parse_config_never_raises_and_names_what_it_ignored(values):
     assert_used_or_warned(values, cfg, warnings)
 
 
+@pytest.mark.slow
 @settings(max_examples=1000, deadline=None)
 @given(st.dictionaries(KEYS, URL_VALUE, max_size=8))
 def test_share_link_parameters(params):
@@ -77,6 +81,7 @@ def knob_value(k):
     return st.floats(k.lo, k.hi, allow_nan=False).filter(lambda v: not k.log or v > 0)
 
 
+@pytest.mark.slow
 @settings(max_examples=500, deadline=None)
 @given(st.fixed_dictionaries({k.name: knob_value(k) for k in KNOBS}))
 def test_every_valid_config_survives_its_share_link(values):
@@ -88,33 +93,28 @@ def test_every_valid_config_survives_its_share_link(values):
 
 
 # -- the page itself -----------------------------------------------------------------------
-def page(params=None):
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).switch_page("pages/lab.py")
-    for k, v in (params or {}).items():
-        at.query_params[k] = v
-    return at.run()
-
-
 PAGE_KEYS = st.sampled_from([k.name for k in KNOBS if k.name != "dataset"] + ["view", "runs"]) \
     | TEXT.filter(lambda s: s != "run")  # `run` is tested apart: a valid id starts training
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(PAGE_KEYS, URL_VALUE, min_size=1, max_size=6))
 def test_lab_page_with_random_links_never_shows_an_exception(params):
-    at = page(params)
+    at = open_page("lab", params)
     assert not at.exception, (params, at.exception[0].message)
     _, warnings = from_query(params, ignore=("run", "runs", "view", "seeds"))
     if warnings:  # whatever the parser ignored, the page says so
         assert at.warning and "ignored" in at.warning[0].value
 
 
+@pytest.mark.slow
 @settings(max_examples=15, deadline=None)
 @given(TEXT.filter(lambda s: s not in ("",)))
 def test_lab_page_with_a_mangled_run_id(run):
-    at = page({"run": run, "dataset": "subset"})
+    at = open_page("lab", {"run": run, "dataset": "subset"})
     assert not at.exception
-    if len(run) != 12:
+    if not re.fullmatch(r"[0-9a-f]{12}", run):  # 12 characters that are not an id, too
         assert any("ignored" in w.value for w in at.warning)
         assert any("not valid" in t.value for t in at.text)  # quoted as text, not Markdown
 
@@ -122,10 +122,11 @@ def test_lab_page_with_a_mangled_run_id(run):
 FINITE = st.one_of(st.integers(-10**12, 10**12), st.floats(-1e300, 1e300, allow_nan=False))
 
 
+@pytest.mark.slow
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(0, 100), FINITE), min_size=1, max_size=4))
 def test_lab_page_widgets_with_out_of_range_numbers(edits):
-    at = page({"dataset": "subset"})
+    at = open_page("lab", {"dataset": "subset"})
     inputs = list(at.number_input)
     for i, value in edits:
         w = inputs[i % len(inputs)]

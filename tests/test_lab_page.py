@@ -1,27 +1,14 @@
 """The live-lab page through Streamlit's AppTest (a real script run, no browser)."""
 import time
 
-from streamlit.testing.v1 import AppTest
-
 from bnviz.dashboard import ui
-from tests.conftest import ROOT
+from tests.apptest import button, open_page
 
 TINY = {"dataset": "subset", "train_size": "512", "batch_size": "64"}
 
 
-def lab(params=None):
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).switch_page("pages/lab.py")
-    for k, v in (params or {}).items():
-        at.query_params[k] = v
-    return at.run()
-
-
-def button(at, label):
-    return next(b for b in at.button if b.label == label)
-
-
 def test_renders_with_controls_from_the_registry():
-    at = lab()
+    at = open_page("lab")
     assert not at.exception
     assert at.title[0].value == "Live lab"
     labels = {w.label for w in [*at.toggle, *at.selectbox, *at.select_slider, *at.number_input]}
@@ -30,21 +17,29 @@ def test_renders_with_controls_from_the_registry():
                   "Test-time statistics", "Simulated devices", "Dataset", "Device"):
         assert label in labels, label
     bs = next(s for s in at.select_slider if s.label == "Batch size")
-    assert 1 in bs.options and 1024 in bs.options or "1" in bs.options
+    # the slider's options are the labels it shows: every power of two from 1 to 4096
+    assert bs.options[0] == "1" and "1024" in bs.options and bs.options[-1] == "4096"
+    assert bs.value == 256
 
 
 def test_chart_frames_are_there_before_the_first_run():
     # So the browser loads plotly.js on page open, not after Train (benchmarks/lab_latency.py).
-    at = lab()
+    # The spec is compared as parsed JSON, not as text: plotly writes "▶" as it is where
+    # orjson is installed and as "\u25b6" where it is not.
+    import json
+    at = open_page("lab")
     charts = at.get("plotly_chart")
     assert len(charts) == 2
-    specs = [c.proto.spec for c in charts]
-    assert all("press ▶ Train to start" in s for s in specs)
-    assert "Training loss" in specs[0] and "Train vs test accuracy" in specs[1]
+    layouts = [json.loads(c.proto.spec)["layout"] for c in charts]
+    for layout in layouts:
+        notes = [a.get("text", "") for a in layout.get("annotations", [])]
+        assert any("press ▶ Train to start" in n for n in notes), notes
+    assert "Training loss" in layouts[0]["title"]["text"]
+    assert "Train vs test accuracy" in layouts[1]["title"]["text"]
 
 
 def test_bad_link_values_are_listed_and_defaults_used():
-    at = lab({"batch_size": "0", "lr": "NaN", "norm": "<script>", "bogus": "1",
+    at = open_page("lab", {"batch_size": "0", "lr": "NaN", "norm": "<script>", "bogus": "1",
               "epochs": "3"})
     assert not at.exception
     assert "ignored" in at.warning[0].value
@@ -56,22 +51,54 @@ def test_bad_link_values_are_listed_and_defaults_used():
 
 
 def test_link_markdown_is_shown_as_text_not_rendered():
-    at = lab({"norm": "[click](https://example.com)"})
+    at = open_page("lab", {"norm": "[click](https://example.com)"})
     assert not at.exception
     assert "[click](https://example.com)" in at.text[0].value
     assert not any("example.com" in m.value for m in at.markdown)
     assert all("example.com" not in w.value for w in at.warning)
 
 
-def test_preset_button_sets_the_controls():
-    at = lab()
-    button(at, "d2l-lenet").click().run()
-    assert next(s for s in at.selectbox if s.label == "Normalisation").value == "none"
-    assert next(s for s in at.select_slider if s.label == "Learning rate").value == 0.9
+PRESET_BUTTONS = {"LeNet-BN": "d2l-lenet-bn", "BN from scratch": "d2l-lenet-bn-scratch",
+                  "LeNet (no BN)": "d2l-lenet"}
+
+
+def test_preset_buttons_have_short_distinct_labels_and_say_what_they_change():
+    at = open_page("lab")
+    presets = [b for b in at.button if b.key and b.key.startswith("preset_")]
+    labels = [b.label for b in presets]
+    assert labels == list(PRESET_BUTTONS)  # one each, distinct, in the registry's order
+    assert all(len(label) <= 16 for label in labels)  # a sidebar-wide button shows it whole
+    helps = {b.label: b.help for b in presets}
+    for label, name in PRESET_BUTTONS.items():
+        assert name in helps[label] and "default" in helps[label]
+    assert "Normalisation → none" in helps["LeNet (no BN)"]
+    assert "Learning rate → 0.9" in helps["LeNet (no BN)"]
+    assert "conv1 padding → 2" in helps["LeNet (no BN)"]
+    assert "Normalisation → BatchNorm as the book writes it" in helps["BN from scratch"]
+
+
+def test_preset_buttons_set_the_controls():
+    def control(at, kind, label):
+        return next(w for w in getattr(at, kind) if w.label == label).value
+
+    at = open_page("lab", {"lr": "0.1", "epochs": "3"})
+    button(at, "LeNet (no BN)").click().run()
+    assert not at.exception
+    assert control(at, "selectbox", "Normalisation") == "none"
+    assert control(at, "select_slider", "Learning rate") == 0.9
+    assert control(at, "selectbox", "conv1 padding") == 2
+    assert control(at, "number_input", "Epochs") == 10  # reset to the default, not kept
+    button(at, "BN from scratch").click().run()
+    assert control(at, "selectbox", "Normalisation") == "bn_d2l"
+    assert control(at, "select_slider", "Learning rate") == 1.0
+    assert control(at, "selectbox", "conv1 padding") == 0
+    button(at, "LeNet-BN").click().run()
+    assert control(at, "selectbox", "Normalisation") == "bn"
+    assert not at.exception
 
 
 def test_train_then_stop_through_the_job_manager():
-    at = lab({**TINY, "epochs": "200"})
+    at = open_page("lab", {**TINY, "epochs": "200"})
     button(at, "▶ Train").click().run()
     assert not at.exception
     run_id = at.session_state.run_id
@@ -90,7 +117,7 @@ def test_train_then_stop_through_the_job_manager():
 
 
 def test_finished_run_shows_reading_and_downloads():
-    at = lab({**TINY, "epochs": "1", "seed": "11"})
+    at = open_page("lab", {**TINY, "epochs": "1", "seed": "11"})
     button(at, "▶ Train").click().run()
     run_id = at.session_state.run_id
     mgr = ui.manager()

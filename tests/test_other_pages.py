@@ -1,20 +1,12 @@
 """Compare and ablation pages, and the landing page, through AppTest."""
 import time
 
-from streamlit.testing.v1 import AppTest
+import pytest
 
 from bnviz.dashboard import ui
 from bnviz.config import make_config
 from bnviz.experiments import ablation_grid, with_seeds
-from tests.conftest import ROOT
-
-
-def page(path, params=None):
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.switch_page(path)
-    for k, v in (params or {}).items():
-        at.query_params[k] = v
-    return at.run()
+from tests.apptest import button, open_page
 
 
 def finished_runs(n, tiny):
@@ -28,7 +20,7 @@ def finished_runs(n, tiny):
 
 
 def test_landing_page_explains_each_page():
-    at = page("pages/home.py")
+    at = open_page("pages/home.py")
     assert not at.exception
     text = " ".join(m.value for m in at.markdown)
     assert "Live lab" in text and "Compare runs" in text and "Which BN layers" in text
@@ -36,7 +28,7 @@ def test_landing_page_explains_each_page():
 
 def test_compare_overlays_runs_from_a_link(tiny):
     ids = finished_runs(2, tiny)
-    at = page("pages/compare.py", {"runs": ",".join(ids) + ",nothex,"})
+    at = open_page("pages/compare.py", {"runs": ",".join(ids) + ",nothex,"})
     assert not at.exception
     assert any("not valid" in w.value for w in at.warning)
     assert at.multiselect[0].value == ids
@@ -46,18 +38,19 @@ def test_compare_overlays_runs_from_a_link(tiny):
 
 
 def test_compare_with_unknown_run_warns(tiny):
-    at = page("pages/compare.py", {"runs": "0123456789ab"})
+    at = open_page("pages/compare.py", {"runs": "0123456789ab"})
     assert not at.exception
     assert any("0123456789ab" in w.value for w in at.warning)
 
 
+@pytest.mark.slow
 def test_ablation_page_runs_the_grid_over_seeds_and_shows_intervals(tiny):
     params = {"dataset": "subset", "train_size": "256", "batch_size": "128", "epochs": "1",
               "seed": "42", "seeds": "2"}
-    at = page("pages/ablation.py", params)
+    at = open_page("pages/ablation.py", params)
     assert not at.exception
     assert next(n for n in at.number_input if n.label == "Seeds per configuration").value == 2
-    next(b for b in at.button if b.label == "▶ Run the grid").click().run()
+    button(at, "▶ Run the grid").click().run()
     base = make_config(**{k: v for k, v in params.items() if k != "seeds"})
     points = with_seeds(ablation_grid(base), 2)
     assert len(points) == 20 and {p.config.seed for p in points} == {42, 43}
@@ -80,5 +73,5 @@ def test_ablation_page_runs_the_grid_over_seeds_and_shows_intervals(tiny):
     text = " ".join(m.value for m in at.markdown)
     assert "detectable with 2 seeds" in text or "do not overlap" in text
     # the same link in a new session shows the stored results without training
-    again = page("pages/ablation.py", params)
+    again = open_page("pages/ablation.py", params)
     assert set(again.dataframe[1].value["status"]) == {"finished"}

@@ -2,27 +2,18 @@
 import time
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from bnviz.dashboard import ui
-from tests.conftest import ROOT
+from tests.apptest import button, open_page
 
 PAGES = ["batch_size", "inside_bn", "fluctuation", "devices", "bias", "learning_rate",
          "gamma_beta"]
 TINY = {"dataset": "subset", "train_size": "256", "epochs": "1"}
 
 
-def page(name, params=None):
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.switch_page(f"pages/{name}.py")
-    for k, v in (params or {}).items():
-        at.query_params[k] = v
-    return at.run()
-
-
 @pytest.mark.parametrize("name", PAGES)
 def test_page_renders_with_a_mangled_link(name):
-    at = page(name, {**TINY, "batch_size": "-3", "zzz": "1"})
+    at = open_page(name, {**TINY, "batch_size": "-3", "zzz": "1"})
     assert not at.exception, at.exception
     if name != "inside_bn":
         assert any("ignored" in w.value for w in at.warning)
@@ -30,17 +21,23 @@ def test_page_renders_with_a_mangled_link(name):
 
 
 def test_inside_page_shows_counts_for_the_chosen_n():
-    at = page("inside_bn", {"dataset": "subset"})
-    metrics = {m.label: m.value for m in at.metric}
-    assert metrics["values per mean"] in ("4,608", "8")  # conv1 and fc1 at N=8
+    at = open_page("inside_bn", {"dataset": "subset"})
+    # conv1, then fc1: the same four labels twice, so every metric is checked in order
+    def metrics(values_per_mean):
+        conv1, fc1 = values_per_mean
+        return [("axes reduced", "(0, 2, 3)"), ("values per mean", conv1),
+                ("mean/var shape", "(1, 6, 1, 1)"), ("gamma, beta shape", "(6,)"),
+                ("axes reduced", "(0)"), ("values per mean", fc1),
+                ("mean/var shape", "(120,)"), ("gamma, beta shape", "(120,)")]
+    assert at.select_slider[0].value == 8
+    assert [(m.label, m.value) for m in at.metric] == metrics(["4,608", "8"])  # 8·24·24, 8
     at.select_slider[0].set_value(32).run()
-    values = [m.value for m in at.metric if m.label == "values per mean"]
-    assert values == ["18,432", "32"]
+    assert [(m.label, m.value) for m in at.metric] == metrics(["18,432", "32"])
 
 
 def test_fluctuation_page_runs_three_eval_modes_over_seeds():
-    at = page("fluctuation", {**TINY, "eval_every": "1", "batch_size": "64", "seeds": "2"})
-    next(b for b in at.button if b.label == "▶ Run the experiment").click().run()
+    at = open_page("fluctuation", {**TINY, "eval_every": "1", "batch_size": "64", "seeds": "2"})
+    button(at, "▶ Run the experiment").click().run()
     mgr = ui.manager()
     t0 = time.time()
     while time.time() - t0 < 60:
@@ -57,17 +54,18 @@ def test_fluctuation_page_runs_three_eval_modes_over_seeds():
     assert "precise statistics" in said and "batch statistics" in said
 
 
+@pytest.mark.slow
 def test_devices_page_names_the_lost_moving_statistics_with_numbers():
     params = {"dataset": "subset", "train_size": "1024", "batch_size": "64", "epochs": "2",
               "seeds": "3"}
-    at = page("devices", params)
+    at = open_page("devices", params)
     assert not at.exception
     moving = at.dataframe[0].value  # instant: three forward passes, no training
     book2 = moving[moving.model == "book BN, 2 devices (DataParallel)"].iloc[0]
     assert all(v == "0.000, 1.000" for k, v in book2.items() if k != "model")
     book1 = moving[moving.model == "book BN, 1 device"].iloc[0]
     assert all(v != "0.000, 1.000" for k, v in book1.items() if k != "model")
-    next(b for b in at.button if b.label == "▶ Run the experiment").click().run()
+    button(at, "▶ Run the experiment").click().run()
     mgr = ui.manager()
     t0 = time.time()
     while time.time() - t0 < 240:

@@ -4,14 +4,13 @@ import threading
 import time
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from bnviz.dashboard import ui
 from bnviz.config import make_config
 from bnviz.runs.jobs import JobManager, Limits
 from bnviz.runs.runner import JobRefused, Runner, runner_from_env
 from bnviz.runs.store import RunStore
-from tests.conftest import ROOT
+from tests.apptest import button, open_page
 from tests.fake_runner import EagerRunner
 
 
@@ -69,16 +68,14 @@ def test_runner_from_env_picks_hosted_limits_and_survives_a_bad_store(tmp_path):
 def test_lab_page_runs_on_another_runner(tmp_path, monkeypatch):
     fake = EagerRunner(RunStore(tmp_path / "runs.sqlite"))
     monkeypatch.setattr(ui, "manager", lambda: fake)
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).switch_page("pages/lab.py")
-    for k, v in {"dataset": "subset", "train_size": "256", "batch_size": "64",
-                 "epochs": "1"}.items():
-        at.query_params[k] = v
-    at.run()
-    next(b for b in at.button if b.label == "▶ Train").click().run()
+    at = open_page("lab", {"dataset": "subset", "train_size": "256", "batch_size": "64",
+                           "epochs": "1"})
+    button(at, "▶ Train").click().run()
     assert not at.exception and fake.submitted == 1
     assert any("Finished" in s.value for s in at.success)
 
 
+@pytest.mark.slow
 def test_local_default_trains_two_runs_of_a_grid_at_once(tmp_path):
     # BNVIZ_TORCH_THREADS=0 leaves this test process's torch thread count alone.
     r = runner_from_env({"BNVIZ_DB": str(tmp_path / "runs.sqlite"), "BNVIZ_TORCH_THREADS": "0"})

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from bnviz.config import make_config
 from bnviz.runs.record import RunRecord
@@ -31,6 +32,7 @@ def test_snapshots_are_history_not_views_of_the_live_parameters(tiny):
     assert g.iloc[0] == 0 and g.iloc[-1] > 0
 
 
+@pytest.mark.slow
 def test_cli_writes_the_snapshot_history_as_a_long_csv(tmp_path):
     out = tmp_path / "run"
     r = subprocess.run([sys.executable, "-m", "bnviz", "train", "--dataset", "subset",

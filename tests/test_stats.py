@@ -43,3 +43,24 @@ def test_a_difference_is_claimed_only_when_the_intervals_separate():
     said = compare_text("A", a, "C", c)
     assert said.startswith("No difference in test accuracy detectable with 3 seeds")
     assert not separated(Estimate(0.9, math.nan, 1), Estimate(0.1, math.nan, 1))
+
+
+def test_compare_curves_band_is_the_95_percent_interval_over_seeds(tiny):
+    from bnviz.config import make_config
+    from bnviz.dashboard.compare import curves
+    from bnviz.runs.record import RunRecord
+    from bnviz.trainer import train
+    views = []
+    for seed in (0, 1, 2):
+        rec = RunRecord(f"r{seed}", make_config(**tiny, seed=seed))
+        train(rec.config, [rec])
+        views.append(rec.view())
+    c = curves(views, "test_acc", aggregate=True)
+    accs = [v.evals[-1]["test_acc"] for v in views]
+    last = c.iloc[-1]
+    e = mean_ci(accs)
+    assert last["n"] == 3 and last["mean"] == pytest.approx(e.mean)
+    assert last["hi"] - last["mean"] == pytest.approx(4.3027 * statistics.stdev(accs) / 3 ** 0.5)
+    gap = curves(views, "gap", aggregate=True).iloc[-1]
+    assert gap["mean"] == pytest.approx(statistics.mean(
+        v.evals[-1]["train_acc"] - v.evals[-1]["test_acc"] for v in views))

@@ -17,6 +17,7 @@ def events_of(cfg, **kw):
     return summary, ev
 
 
+@pytest.mark.slow
 def test_event_stream_order_and_summary(tiny):
     s, ev = events_of(make_config(**tiny, eval_every=4))
     kinds = [e.kind for e in ev]
@@ -30,6 +31,7 @@ def test_event_stream_order_and_summary(tiny):
     assert snap.layers["conv1"]["gamma"].shape == (6,) and "running_var" in snap.layers["fc2"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("norm", NORM_KINDS)
 @pytest.mark.parametrize("position", ["before_act", "after_act"])
 def test_every_norm_kind_trains(tiny, norm, position):
@@ -40,11 +42,13 @@ def test_every_norm_kind_trains(tiny, norm, position):
     assert sum(losses[-4:]) < sum(losses[:4])  # it learned something in 16 steps
 
 
+@pytest.mark.slow
 def test_learning_actually_happens():
     s = train(make_config(dataset="subset", train_size=2000, epochs=3, batch_size=64))
     assert s["test_acc"] > 0.55 and s["train_acc"] > 0.6
 
 
+@pytest.mark.slow
 def test_deterministic_on_cpu(tiny):
     _, a = events_of(make_config(**tiny, seed=7))
     _, b = events_of(make_config(**tiny, seed=7))
@@ -61,6 +65,7 @@ def test_batch_of_one_with_nn_batchnorm_ends_with_an_explanation(tiny):
     assert ev[-1].kind == "ended"
 
 
+@pytest.mark.slow
 def test_batch_of_one_scratch_trains_to_chance(tiny):
     s = train(make_config(**{**tiny, "batch_size": 1, "train_size": 200}, norm="bn_scratch"))
     assert s["status"] == "finished"
@@ -68,6 +73,7 @@ def test_batch_of_one_scratch_trains_to_chance(tiny):
     assert s["test_acc"] == pytest.approx(0.1, abs=0.02)
 
 
+@pytest.mark.slow
 def test_batch_of_one_conv_only_bn_trains(tiny):
     s = train(make_config(**{**tiny, "batch_size": 1, "train_size": 500}, norm_fc1=False,
                           norm_fc2=False, lr=0.02, activation="relu"))

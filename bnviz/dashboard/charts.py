@@ -225,7 +225,8 @@ def _rgba(hex_color: str, alpha: float) -> str:
 
 
 def band_figure(curves: pd.DataFrame, title: str, ytitle: str, revision: str = "") -> go.Figure:
-    """One line per group (mean over seeds) with its min–max band when it has several runs."""
+    """One line per group (mean over seeds) with its band (lo–hi: the 95% CI in compare.curves)
+    when it has several runs."""
     fig = go.Figure()
     for i, (group, d) in enumerate(curves.groupby("group", sort=False)):
         c = PALETTE[i % len(PALETTE)]

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from bnviz.config import KNOBS
-from bnviz.stats import fluctuation
+from bnviz.stats import fluctuation, mean_ci
 
 IGNORED = ("seed", "device")  # differences that do not make another experiment
 
@@ -38,12 +38,15 @@ def metrics_table(views) -> pd.DataFrame:
 
 
 def curves(views, column: str = "test_acc", aggregate: bool = True) -> pd.DataFrame:
-    """Long frame (group, epoch, mean, lo, hi, n) of an eval column. With `aggregate`, runs of
-    the same config (any seed) form one group with a min–max band."""
+    """Long frame (group, epoch, mean, lo, hi, n) of an eval column ("gap" = train − test
+    accuracy of each run). With `aggregate`, runs of the same config (any seed) form one group:
+    their mean and its 95% Student-t confidence interval (lo, hi; the mean alone for one run)."""
     knobs = [k for k in differing_knobs(views) if k not in IGNORED]
     parts = []
     for v in views:
         e = v.evals_frame()
+        if not e.empty and column == "gap":
+            e = e.assign(gap=e["train_acc"] - e["test_acc"])
         if e.empty or column not in e:
             continue
         group = label(v, knobs) if aggregate else f"{label(v, knobs)} · {v.run_id[:6]}"
@@ -54,9 +57,16 @@ def curves(views, column: str = "test_acc", aggregate: bool = True) -> pd.DataFr
     if not parts:
         return pd.DataFrame(columns=["group", "epoch", "mean", "lo", "hi", "n"])
     long = pd.concat(parts)
-    g = long.groupby(["group", "epoch"])["value"]
-    out = pd.DataFrame({"mean": g.mean(), "lo": g.min(), "hi": g.max(), "n": g.count()})
-    return out.reset_index()
+    rows = []
+    for (group, epoch), d in long.groupby(["group", "epoch"], sort=False)["value"]:
+        e = mean_ci(d)
+        half = 0.0 if e.half != e.half else e.half
+        rows.append(dict(group=group, epoch=epoch, mean=e.mean, lo=e.mean - half,
+                         hi=e.mean + half, n=e.n))
+    return pd.DataFrame(rows).sort_values(["group", "epoch"], kind="stable",
+                                          key=lambda c: c if c.name == "epoch" else
+                                          c.map({g: i for i, g in enumerate(
+                                              dict.fromkeys(long["group"]))}))
 
 
 def loss_curves(views, smoothing: float = 0.9, points: int = 400) -> pd.DataFrame:

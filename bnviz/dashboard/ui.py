@@ -127,7 +127,7 @@ def load_url_once(page: str) -> list[str]:
     set_controls(cfg)
     run = params.get("run", [None])[-1]
     if run is not None:
-        if RUN_ID.match(run):
+        if RUN_ID.fullmatch(run):
             st.session_state.run_id = run
         else:
             warnings.append(f"run id {run!r} is not valid and was ignored")
@@ -169,10 +169,17 @@ def share_link(cfg: Config, run_id: str | None, extra: dict[str, str] | None = N
 
 
 def preset_buttons(container=st) -> None:
-    cols = container.columns(len(PRESETS))
-    for col, name in zip(cols, PRESETS):
-        if col.button(name, help=PRESET_HELP[name], key=f"preset_{name}",
-                      width="stretch"):
+    """One button per preset, each on its own row (three side by side in the sidebar cut
+    every label to "d2l-l…"), with a short label; the help says what a click changes."""
+    from bnviz.config import PRESET_LABELS
+    for name, values in PRESETS.items():
+        changes = ", ".join(
+            f"{LABELS.get(k, k)} → {CHOICE_LABELS.get(v, v) if isinstance(v, str) else v}"
+            for k, v in values.items())
+        help_ = (f"**{name}**: {PRESET_HELP[name]}.\n\nSets every control to its default"
+                 + (f", then {changes}." if changes else "."))
+        if container.button(PRESET_LABELS[name], help=help_, key=f"preset_{name}",
+                            width="stretch"):
             set_controls(Config().replace(**PRESETS[name]))
             st.rerun()
 

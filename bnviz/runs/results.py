@@ -29,7 +29,8 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
     Student t over seeds; NaN with one seed). Columns that are the same within a label (the
     knobs the grid varies, other than seed) are carried over."""
     rows = []
-    knob_cols = [c for c in table.columns if c not in METRICS and not c.startswith("fluct")
+    knob_cols = [c for c in table.columns if c not in METRICS
+                 and not c.startswith(("fluct", "final_"))
                  and c not in ("run", "status", "run_id", "seed")]
     for label, d in table.groupby("run", sort=False):
         ok = d[d.status == "finished"]
@@ -39,7 +40,7 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
                 row[c] = d[c].iloc[0]
         row.update(n=len(ok), runs=len(d),
                    ended_badly=int(d.status.isin(["diverged", "failed"]).sum()))
-        for m in METRICS + tuple(c for c in table.columns if c.startswith("fluct_")):
+        for m in METRICS + tuple(c for c in table.columns if c.startswith(("fluct_", "final_"))):
             e = mean_ci(ok[m]) if m in ok else Estimate(math.nan, math.nan, 0)
             row[m], row[f"{m}_ci"] = e.mean, e.half
         rows.append(row)

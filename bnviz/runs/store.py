@@ -9,15 +9,21 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
 from bnviz.config import config_from_dict
 from bnviz.runs.record import RunView
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
+# The schema is versioned by SQLite's `PRAGMA user_version`. A file written before versioning
+# reads 0. MIGRATIONS[i] upgrades version i to i + 1; each runs in its own BEGIN IMMEDIATE
+# transaction together with the version bump and its line in schema_history, so a crash
+# leaves the file at the old version or the new one, and of several programs opening the
+# same old file at once exactly one migrates while the others wait and then find it done.
+# Never edit a migration that has shipped: append a new one.
+V1_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
     config_id TEXT NOT NULL,
     seed INTEGER NOT NULL,
@@ -34,16 +40,58 @@ CREATE TABLE IF NOT EXISTS runs (
     info TEXT NOT NULL DEFAULT '{}',
     summary TEXT NOT NULL DEFAULT '{}',
     label TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS runs_by_config ON runs (config_id, seed, status);
-CREATE TABLE IF NOT EXISTS series (
+)""",
+    "CREATE INDEX IF NOT EXISTS runs_by_config ON runs (config_id, seed, status)",
+    """CREATE TABLE IF NOT EXISTS series (
     run_id TEXT PRIMARY KEY REFERENCES runs(run_id) ON DELETE CASCADE,
     steps BLOB,
     evals TEXT NOT NULL DEFAULT '[]',
     epochs TEXT NOT NULL DEFAULT '[]',
     snapshots BLOB
-);
-"""
+)""",
+    """CREATE TABLE IF NOT EXISTS schema_history (
+    version INTEGER PRIMARY KEY,
+    applied REAL NOT NULL,
+    by TEXT NOT NULL,
+    note TEXT NOT NULL DEFAULT ''
+)""",
+)
+
+
+def _v1_tables(c: sqlite3.Connection) -> str:
+    """The tables of the unversioned store (a file from before versioning already has them:
+    its tables are unchanged), plus schema_history."""
+    for sql in V1_SCHEMA:
+        c.execute(sql)
+    return "runs, series, runs_by_config, schema_history"
+
+
+def rekey_config_ids(c: sqlite3.Connection) -> int:
+    """Recompute every run's config_id from its stored config under today's Config.config_id
+    (config_from_dict drops knobs removed since and gives added ones their defaults). Returns
+    how many ids changed. The runs_by_config index follows each UPDATE. A migration calls this
+    whenever the id scheme, or a knob's default, changes: runs keep their full config, so they
+    are re-keyed rather than trained again."""
+    changed = 0
+    for run_id, config, old in c.execute("SELECT run_id, config, config_id FROM runs"
+                                         ).fetchall():
+        try:
+            new = config_from_dict(json.loads(config)).config_id()
+        except (ValueError, TypeError, AttributeError):
+            continue  # an unreadable config keeps its id: it cannot be loaded either
+        if new != old:
+            c.execute("UPDATE runs SET config_id=? WHERE run_id=?", (new, run_id))
+            changed += 1
+    return changed
+
+
+def _v2_non_default_ids(c: sqlite3.Connection) -> str:
+    """config_id now hashes only the non-default knobs (it hashed every knob)."""
+    return f"config_id hashes non-default knobs; {rekey_config_ids(c)} runs re-keyed"
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], str]] = [_v1_tables, _v2_non_default_ids]
+SCHEMA_VERSION = len(MIGRATIONS)
 
 
 class StoreError(RuntimeError):
@@ -123,9 +171,43 @@ class RunStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._write_lock:
-                self._conn().executescript(SCHEMA)
+                self._migrate(self._conn())
         except (sqlite3.Error, OSError) as e:
             raise StoreError(self._explain(e)) from e
+
+    def _too_new(self, version: int) -> StoreError:
+        return StoreError(
+            f"the run store {self.path} has schema version {version}, newer than this bnviz "
+            f"knows (up to {SCHEMA_VERSION}): it was written by a newer bnviz. Update bnviz, "
+            "or point BNVIZ_DB at another file; its runs are left as they are")
+
+    def _migrate(self, c: sqlite3.Connection) -> None:
+        """Bring the file to SCHEMA_VERSION in place, one migration per transaction. The
+        version is read again under BEGIN IMMEDIATE (the write lock), so a program that waited
+        for another's upgrade finds it done and does nothing."""
+        version = c.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise self._too_new(version)
+        while version < SCHEMA_VERSION:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                version = c.execute("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    raise self._too_new(version)
+                if version < SCHEMA_VERSION:
+                    note = MIGRATIONS[version](c)
+                    version += 1
+                    c.execute(f"PRAGMA user_version = {int(version)}")
+                    c.execute("INSERT INTO schema_history (version, applied, by, note) "
+                              "VALUES (?,?,?,?)", (version, time.time(), owner_tag(), note))
+                c.execute("COMMIT")
+            except BaseException:
+                if c.in_transaction:
+                    c.execute("ROLLBACK")
+                raise
+
+    def schema_version(self) -> int:
+        return self._read("PRAGMA user_version")[0][0]
 
     def _explain(self, e: Exception) -> str:
         msg = str(e)
@@ -178,7 +260,8 @@ class RunStore:
                               "status, reason, session, owner, data_source, device, created, "
                               "started, ended, info, summary) VALUES "
                               "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
-                    c.execute("INSERT OR REPLACE INTO series VALUES (?,?,?,?,?)",
+                    c.execute("INSERT OR REPLACE INTO series (run_id, steps, evals, "
+                              "epochs, snapshots) VALUES (?,?,?,?,?)",
                               (v.run_id, _pack_steps(v.steps), _json(v.evals), _json(v.epochs),
                                _pack_snapshots(v.snapshots)))
                     c.execute("COMMIT")
