@@ -353,4 +353,9 @@ def main(argv: list[str] | None = None) -> int:
         # OpenMP threads spinning against each other slow every process down 10x or more.
         import torch
         torch.set_num_threads(int(threads))
-    return args.func(args)
+    try:
+        return args.func(args)
+    except BrokenPipeError:  # `bnviz train ... | head -1`: the reader left, nothing is wrong
+        # Python's recipe: point stdout at devnull so the flush at exit cannot raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

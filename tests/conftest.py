@@ -15,19 +15,6 @@ os.environ["BNVIZ_DB"] = os.path.join(tempfile.mkdtemp(prefix="bnviz-test-"), "r
 # Slow tests in files whose owners have not marked them yet (each 7-20 s here): marked
 # from here so that `pytest -m "not slow"` stays under a minute. Move the mark into the file
 # (@pytest.mark.slow) and drop the line when that file is next edited.
-SLOW_ELSEWHERE = {
-    "tests/test_config.py::test_url_round_trip_is_identity",  # hypothesis, 300 configs
-    "tests/test_findings.py::test_findings_render_from_a_fresh_grid",  # trains a grid
-    "tests/test_stats.py::test_compare_curves_band_is_the_95_percent_interval_over_seeds",
-}
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if item.nodeid.split("[")[0] in SLOW_ELSEWHERE:
-            item.add_marker(pytest.mark.slow)
-
-
 @pytest.fixture
 def tiny():
     """Quick-run overrides: a slice of the bundled subset, one epoch."""

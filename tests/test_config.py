@@ -99,6 +99,7 @@ configs = st.fixed_dictionaries({k.name: knob_values(k) for k in KNOBS}).map(
     lambda d: Config(**d)).filter(lambda c: validate(c) == [])
 
 
+@pytest.mark.slow  # hypothesis, 300 configs
 @settings(max_examples=300, deadline=None)
 @given(configs)
 def test_url_round_trip_is_identity(cfg):

@@ -4,6 +4,8 @@ and the renderer works on fresh output of today's CLI."""
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 
@@ -27,6 +29,7 @@ def test_readme_findings_are_the_rendering_of_the_committed_results():
     assert "± " in block(readme, "findings") and "n = 5" in block(readme, "findings")
 
 
+@pytest.mark.slow  # trains a grid
 def test_findings_render_from_a_fresh_grid(tmp_path):
     r = subprocess.run([sys.executable, "-m", "bnviz", "sweep", "bias", "--dataset", "subset",
                         "--train-size", "256", "--batch-size", "128", "--epochs", "1",

@@ -45,6 +45,7 @@ def test_a_difference_is_claimed_only_when_the_intervals_separate():
     assert not separated(Estimate(0.9, math.nan, 1), Estimate(0.1, math.nan, 1))
 
 
+@pytest.mark.slow  # trains three runs
 def test_compare_curves_band_is_the_95_percent_interval_over_seeds(tiny):
     from bnviz.config import make_config
     from bnviz.dashboard.compare import curves
