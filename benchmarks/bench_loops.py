@@ -1,4 +1,4 @@
-"""The loops `python -m bnviz bench` times, one per fresh process:
+"""The loops `benchmarks/bench.py` times, one per fresh process:
 `python3 benchmarks/bench_loops.py --child LOOP [--tiny]` prints one JSON line.
 
 bnviz: `Trainer(cfg, listeners).run()` with its usual epoch-end evaluation. bnviz_unfused:

@@ -1,7 +1,7 @@
 """Times one grid (the BN-placement ablation, 10 configs) four ways, in one run on one machine:
 
-    cli_seq    python -m bnviz ablation --jobs 1: one run after another, every core to each
-    cli_jobs2  python -m bnviz ablation --jobs 2: two processes, cores // 2 torch threads each
+    cli_seq    bnviz ablation --jobs 1: one run after another, every core to each
+    cli_jobs2  bnviz ablation --jobs 2: two processes, cores // 2 torch threads each
     dash_1     the dashboard's JobManager with 1 worker thread and cores torch threads
     dash_2     the local dashboard's default: 2 worker threads, (cores - 1) // 2 torch threads
 
@@ -54,7 +54,7 @@ def dashboard(workers: int, threads: int, epochs: int, dataset: str, configs: in
 
 
 def cli(jobs: int, epochs: int, dataset: str, configs: int) -> dict:
-    """The CLI's grid runner (what `python -m bnviz ablation --jobs N` calls)."""
+    """The CLI's grid runner (what `bnviz ablation --jobs N` calls)."""
     from bnviz.runs.grid_runner import run_grid
     t0 = time.perf_counter()
     df = run_grid(grid(epochs, dataset, configs), None, reuse=False, log=sys.stderr, jobs=jobs)

@@ -1,4 +1,5 @@
-"""`python -m bnviz ...`: train one config, list presets. Flags come from the knob registry."""
+"""The `bnviz` command (also `python -m bnviz`): train one config, run grids, list presets.
+Flags come from the knob registry."""
 from __future__ import annotations
 
 import argparse
@@ -298,7 +299,7 @@ def cmd_presets(_args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bnviz",
+    p = argparse.ArgumentParser(prog="bnviz",
                                 description="Train LeNet on Fashion-MNIST and watch BatchNorm.")
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train one config")

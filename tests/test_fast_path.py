@@ -1,6 +1,6 @@
 """The trainer's fast path (bnviz/speed/perf.py's allocator setting, AvgPool2x2) against the plain
 path it replaces (system malloc, nn.AvgPool2d): same numbers within float tolerance. Speed
-itself is measured by `python -m bnviz bench`, never asserted here."""
+itself is measured by `benchmarks/bench.py`, never asserted here."""
 import os
 import subprocess
 import sys

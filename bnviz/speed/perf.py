@@ -3,7 +3,7 @@
 glibc's malloc hands every allocation above 128 KiB (a threshold it raises only after a
 free) to mmap, and gives it back with munmap. A LeNet step on a batch of 256 allocates a few
 dozen activation and gradient buffers of 0.5-4 MB, so every step page-faults each of them in
-afresh: `python -m bnviz bench` measured about 1,000 minor faults per step and a fifth of the
+afresh: `benchmarks/bench.py` measured about 1,000 minor faults per step and a fifth of the
 step time in the kernel. Keeping those buffers in malloc's heap makes the next step reuse
 warm pages. That is what jemalloc or tcmalloc would do (PyTorch's CPU tuning guide suggests
 them); mallopt gets it without preloading a library.
