@@ -34,3 +34,17 @@ INTERPRETER_BUG = "AST constructor recursion depth mismatch"
 def button(at: AppTest, label: str):
     """The button with exactly this label (StopIteration when there is none)."""
     return next(b for b in at.button if b.label == label)
+
+
+def wait_until_idle(min_runs: int, timeout: float) -> None:
+    """Wait until the server's runner holds at least `min_runs` runs and none is active."""
+    import time
+
+    from bnviz.dashboard import ui
+    mgr = ui.manager()
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        runs = [mgr.get(r) for r in list(mgr._jobs)]
+        if len(runs) >= min_runs and all(not v.active for v in runs):
+            return
+        time.sleep(0.1)

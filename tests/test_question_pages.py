@@ -1,10 +1,8 @@
 """Each learner-question page renders, reads its link and starts its experiment."""
-import time
 
 import pytest
 
-from bnviz.dashboard import ui
-from tests.apptest import button, open_page
+from tests.apptest import button, open_page, wait_until_idle
 
 PAGES = ["batch_size", "inside_bn", "fluctuation", "devices", "bias", "learning_rate",
          "gamma_beta"]
@@ -38,13 +36,7 @@ def test_inside_page_shows_counts_for_the_chosen_n():
 def test_fluctuation_page_runs_three_eval_modes_over_seeds():
     at = open_page("fluctuation", {**TINY, "eval_every": "1", "batch_size": "64", "seeds": "2"})
     button(at, "▶ Run the experiment").click().run()
-    mgr = ui.manager()
-    t0 = time.time()
-    while time.time() - t0 < 60:
-        runs = [mgr.get(r) for r in list(mgr._jobs)]
-        if len(runs) >= 2 and all(not v.active for v in runs):
-            break
-        time.sleep(0.1)
+    wait_until_idle(2, 60)
     at.run()
     assert not at.exception
     table = next(d.value for d in at.dataframe if "statistics" in d.value.columns)
@@ -66,13 +58,7 @@ def test_devices_page_names_the_lost_moving_statistics_with_numbers():
     book1 = moving[moving.model == "book BN, 1 device"].iloc[0]
     assert all(v != "0.000, 1.000" for k, v in book1.items() if k != "model")
     button(at, "▶ Run the experiment").click().run()
-    mgr = ui.manager()
-    t0 = time.time()
-    while time.time() - t0 < 240:
-        runs = [mgr.get(r) for r in list(mgr._jobs)]
-        if len(runs) >= 15 and all(not v.active for v in runs):
-            break
-        time.sleep(0.2)
+    wait_until_idle(15, 240)
     at.run()
     assert not at.exception
     summary = next(d.value for d in at.dataframe if "configuration" in d.value.columns)
