@@ -1,7 +1,8 @@
 """Fashion-MNIST from IDX files, decoded once, cached, and served as device tensors.
 
 Search order for the full set: $BNVIZ_DATA_DIR, the user cache, Debian's
-dataset-fashion-mnist package, then a checksummed download (only when online).
+dataset-fashion-mnist package, then a checksummed download (only when online, and never on a
+hosted server: BNVIZ_HOSTED=1).
 A small real subset ships inside the package so everything works with none of those.
 """
 from __future__ import annotations
@@ -38,6 +39,19 @@ CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shi
            "Sneaker", "Bag", "Ankle boot")
 HOW_TO_GET = ("install Debian's package (apt-get install dataset-fashion-mnist), or put the "
               "four IDX .gz files in a folder named by BNVIZ_DATA_DIR")
+HOSTED_NO_DOWNLOAD = ("this is a hosted server (BNVIZ_HOSTED=1), which never downloads the "
+                      "data set: its operator installs it")
+SIZES = {"full": (60000, 10000), "subset": (5000, 1000)}  # train, test images
+
+
+def sizes(which: str) -> tuple[int, int]:
+    """(train, test) images of the set `which` resolves to here, without loading it."""
+    return SIZES[resolve_source(which)]
+
+
+def may_download() -> bool:
+    """Whether a missing full set may be fetched: not offline, not on a hosted server."""
+    return os.environ.get("BNVIZ_OFFLINE") != "1" and os.environ.get("BNVIZ_HOSTED") != "1"
 
 
 class DataError(RuntimeError):
@@ -156,7 +170,7 @@ _memo: dict[tuple, dict[str, np.ndarray]] = {}
 def _arrays(which: str) -> tuple[dict[str, np.ndarray], str, str]:
     if which in ("auto", "full"):
         src = find_full()
-        if src is None and which == "full" and os.environ.get("BNVIZ_OFFLINE") != "1":
+        if src is None and which == "full" and may_download():
             src = download(cache_dir() / "fashion-mnist")
         if src is not None:
             with _lock:
@@ -165,7 +179,9 @@ def _arrays(which: str) -> tuple[dict[str, np.ndarray], str, str]:
                 return _memo[("full", src)], "full", str(src)
         if which == "full":
             looked = ", ".join(f"{label} ({p})" for label, p in candidate_dirs())
-            raise DataError(f"full Fashion-MNIST not found; looked in {looked}; {HOW_TO_GET}")
+            hosted = f"; {HOSTED_NO_DOWNLOAD}" if os.environ.get("BNVIZ_HOSTED") == "1" else ""
+            raise DataError(f"full Fashion-MNIST not found; looked in {looked}{hosted}; "
+                            f"{HOW_TO_GET}")
     if not SUBSET_PATH.is_file():
         raise DataError(f"the bundled subset {SUBSET_PATH} is missing; reinstall bnviz")
     with _lock:

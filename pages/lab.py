@@ -1,6 +1,7 @@
 """Live lab: pick a config, train it in the background, watch four live charts."""
 import streamlit as st
 
+from bnviz import cost, data
 from bnviz.dashboard import ui
 from bnviz.config import KNOBS, SITES
 from bnviz.dashboard.nav import via_app
@@ -57,6 +58,15 @@ if run_id and view is None and not st.session_state.get("autostarted"):
             "experiment here.")
     run_id = ui.submit(cfg)
     view = mgr.get(run_id) if run_id else None
+
+if not problems:  # the estimate before Train: bnviz.cost's counts × this machine's rates
+    est = cost.estimate(cfg, *data.sizes(cfg.dataset)).seconds()
+    cap = getattr(getattr(mgr, "limits", None), "max_seconds", 0) or 0
+    note = f"Estimated run time: {cost.describe_seconds(est)} here"
+    if cap and est > cap:
+        note += (f" — over this server's {cost.describe_seconds(cap).removeprefix('about ')} "
+                 "per run, so Train will be refused")
+    st.caption(note + ".")
 
 c_train, c_stop, c_again, c_link = st.columns([1, 1, 1.4, 4])
 if c_train.button("▶ Train", type="primary", width="stretch",

@@ -84,8 +84,7 @@ class JobManager:
         """Queue a run and return its id, or the id of a finished identical run (reuse).
         Runs of one `group` (a grid) count as one active run of their session."""
         errors = validate(cfg)
-        n_train = 60000 if data_mod.resolve_source(cfg.dataset) == "full" else 5000
-        errors += self.limits.check(cfg, n_train)
+        errors += self.limits.check(cfg, *data_mod.sizes(cfg.dataset))
         if errors:
             raise JobRefused("; ".join(errors))
         if reuse:
@@ -269,6 +268,9 @@ class JobManager:
         saved = threading.Event()  # set once the run's final state is in the store
         try:
             listeners = [self._saved_before_ended(rec, saved), *self.observers]
+            budget = self.limits.budget(rec.config, *data_mod.sizes(rec.config.dataset))
+            if budget:
+                listeners.insert(0, self._time_budget(rec, budget))
             if self.store is not None:
                 listeners.append(self._on_start(rec))
             Trainer(rec.config, listeners, stop=rec.stop, **training_kwargs(rec.config)).run()
@@ -292,6 +294,28 @@ class JobManager:
                 if rec.run_id not in self._unsaved:
                     saved.set()
             rec(e)
+        return listener
+
+    def _time_budget(self, rec: RunRecord, budget: float):
+        """Stop a run that has trained longer than `budget` seconds, saying so: it ends
+        "stopped", with what it had done so far, and the reason goes to the record and the
+        store (this listener runs first, so it rewrites the RunEnded that the others see)."""
+        t0 = [time.perf_counter()]
+        over = []
+
+        def listener(e):
+            if e.kind == "started":
+                t0[0] = time.perf_counter()
+            elif e.kind in ("step", "eval", "snapshot") and not over:
+                elapsed = time.perf_counter() - t0[0]
+                if elapsed > budget:
+                    over.append(f"over its time budget on this server ({elapsed:.0f} s run, "
+                                f"budget {budget:.0f} s: {self.limits.budget_factor:g} × "
+                                f"the estimate, at least {self.limits.budget_min_s:g} s)")
+                    rec.stop.set()
+            elif e.kind == "ended" and over and e.status == "stopped":
+                e.reason = over[0]
+                e.summary["reason"] = over[0]
         return listener
 
     def _on_start(self, rec: RunRecord):

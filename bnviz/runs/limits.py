@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bnviz import cost as cost_mod
 from bnviz.config import Config
 
 
@@ -18,7 +19,13 @@ class Limits:
     max_queue: int = 32  # runs waiting, all sessions together
     max_epochs: int = 0
     max_train_size: int = 0  # 0 = any; else the full set is refused above this
-    max_work: int = 0  # epochs × training examples, the cost of a run
+    max_work: int = 0  # epochs × training examples
+    # The run's estimated seconds on this machine (bnviz.cost: training steps, evaluations,
+    # snapshots), checked before it is queued; while it runs, one that takes longer than
+    # budget_factor × its estimate (and at least budget_min_s) is stopped. 0 = unlimited.
+    max_seconds: float = 0.0
+    budget_factor: float = 3.0
+    budget_min_s: float = 60.0
     max_workers: int = 0  # training threads, whatever BNVIZ_WORKERS asks for
     keep_finished_s: float = 3600.0  # ended runs leave memory after this (the store keeps them)
     expire_every_s: float = 30.0  # how often that sweep runs
@@ -26,11 +33,25 @@ class Limits:
     @classmethod
     def hosted(cls) -> "Limits":
         """A public demo on a small machine: short runs, one at a time per visitor."""
+        # 120 estimated seconds: the d2l preset on the full data for 10 epochs (about 42 s
+        # with bnviz.cost's default rates) fits; batch 2 evaluated every step does not.
         return cls(per_session=1, per_session_queued=24, max_queue=64, max_epochs=10,
-                   max_train_size=60000, max_work=200_000, max_workers=2,
+                   max_train_size=60000, max_work=0, max_seconds=120.0, max_workers=2,
                    keep_finished_s=900, expire_every_s=30)
 
-    def check(self, cfg: Config, n_train: int) -> list[str]:
+    def estimate(self, cfg: Config, n_train: int, n_test: int) -> float:
+        """The run's estimated seconds on this server."""
+        return cost_mod.estimate(cfg, n_train, n_test).seconds()
+
+    def budget(self, cfg: Config, n_train: int, n_test: int) -> float:
+        """Wall seconds a running run may take before it is stopped; 0 = no budget."""
+        if not self.max_seconds:
+            return 0.0
+        return max(self.budget_min_s, self.budget_factor * self.estimate(cfg, n_train, n_test))
+
+    def check(self, cfg: Config, n_train: int, n_test: int = 10000) -> list[str]:
+        """Why `cfg` may not run here (empty: it may). `n_train`, `n_test`: the sizes of the
+        data set it would train on, before train_size."""
         errs = []
         if self.max_epochs and cfg.epochs > self.max_epochs:
             errs.append(f"epochs is capped at {self.max_epochs} on this server "
@@ -42,4 +63,16 @@ class Limits:
         if self.max_work and n * cfg.epochs > self.max_work:
             errs.append(f"epochs × training examples is capped at {self.max_work:,} on this "
                         f"server (asked for {n * cfg.epochs:,})")
+        if self.max_seconds:
+            c = cost_mod.estimate(cfg, n_train, n_test)
+            s = c.seconds()
+            if s > self.max_seconds:
+                tips = cost_mod.suggestions(cfg, c)
+                errs.append(
+                    f"this run would take {cost_mod.describe_seconds(s)} here "
+                    f"({c.train_steps:,} training steps, {c.eval_points:,} evaluations of "
+                    f"{c.eval_examples:,} test-time forward passes in all, "
+                    f"{c.snapshots:,} snapshots); this server allows "
+                    f"{cost_mod.describe_seconds(self.max_seconds).removeprefix('about ')} "
+                    f"per run: {', '.join(tips)}")
         return errs

@@ -1,0 +1,141 @@
+"""What a run will cost, before it is queued: pure arithmetic on the config.
+
+`estimate(cfg, n_train, n_test)` counts what the trainer (bnviz/trainer.py) will do — training
+steps and examples, evaluations during the run and the forward passes each makes, gamma/beta
+snapshots kept in memory — and `Cost.seconds(rates)` turns the counts into seconds with rates
+that benchmarks/cost_rates.py measures on a machine. A shared server caps runs on that
+estimate (bnviz.runs.limits), not on epochs × images alone: batch size 2 with an evaluation
+after every step costs a thousand times more than its epochs × images say.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from bnviz.config import SITES, Config
+
+BN_KINDS = ("bn", "bn_scratch", "bn_d2l")  # norms with running statistics
+WIDTHS = {"conv1": 6, "conv2": 16, "fc1": 120, "fc2": 84}  # channels / features per site
+
+
+@dataclass(frozen=True)
+class Rates:
+    """Seconds per unit of work on one machine. The defaults were measured with
+    benchmarks/cost_rates.py on this project's 2-core development machine (CPU, one torch
+    thread as on a hosted server, the fast training path) on 2026-11-27, three runs:
+    train_example 5.6e-5 to 6.7e-5 s, step 1.0e-3 to 1.3e-3 s (measured at batch 8, beyond
+    the per-example time at batch 256), eval_example 2.3e-5 to 2.4e-5 s, snapshot 6.0e-5 s.
+    With them the d2l preset (full data, 10 epochs) comes to about 42 s."""
+    train_example: float = 6.0e-5  # per training example at batch 256 (forward + backward)
+    step: float = 1.2e-3  # per SGD step on top: the overhead that dominates small batches
+    eval_example: float = 2.3e-5  # per example forwarded at test time (no gradient)
+    snapshot: float = 6.0e-5  # per gamma/beta snapshot copied off the model
+
+
+@dataclass(frozen=True)
+class Cost:
+    n_train: int  # training examples actually used (train_size applied)
+    steps_per_epoch: int
+    train_steps: int
+    train_examples: int
+    eval_points: int  # evaluations during the run, the final one included
+    eval_examples: int  # examples forwarded at test time, all modes and PreciseBN passes
+    snapshots: int  # gamma/beta snapshots, the one before the first step included
+    snapshot_values: int  # floats those snapshots keep in memory
+
+    def parts(self, rates: Rates | None = None) -> dict[str, float]:
+        """Seconds per kind of work: training, per-step overhead, evaluation, snapshots."""
+        r = rates or Rates()
+        return {"training": self.train_examples * r.train_example,
+                "steps": self.train_steps * r.step,
+                "evaluation": self.eval_examples * r.eval_example,
+                "snapshots": self.snapshots * r.snapshot}
+
+    def seconds(self, rates: Rates | None = None) -> float:
+        return sum(self.parts(rates).values())
+
+
+def steps_per_epoch(n: int, batch_size: int, devices: int = 1) -> int:
+    """As the trainer counts them: a last batch of one example per device is dropped."""
+    if n <= 0:
+        return 0
+    bs = min(batch_size, n)
+    rem = n % bs
+    drop_last = bs > 1 and 0 < rem < 2 * devices
+    return n // bs if drop_last or rem == 0 else n // bs + 1
+
+
+def _points(steps: int, epochs: int, every: int) -> int:
+    """How many iterations in 1..steps×epochs are a multiple of `every` or end an epoch."""
+    total = steps * epochs
+    if total == 0:
+        return 0
+    both = epochs // (every // math.gcd(steps, every))  # epoch ends that are multiples too
+    return total // every + epochs - both
+
+
+def norm_sites(cfg: Config) -> list[str]:
+    """Sites that carry a norm layer (the FC norms give way to dropout when dropout_fc)."""
+    if cfg.norm == "none":
+        return []
+    return [s for s in SITES if getattr(cfg, f"norm_{s}")
+            and not (s.startswith("fc") and cfg.dropout_fc)]
+
+
+def estimate(cfg: Config, n_train: int, n_test: int) -> Cost:
+    """The cost of training `cfg` on a set of `n_train` training images (before train_size
+    is applied) and `n_test` test images."""
+    n = min(cfg.train_size, n_train) if cfg.train_size else n_train
+    steps = steps_per_epoch(n, cfg.batch_size, cfg.devices)
+    total = steps * cfg.epochs
+    eval_every = cfg.eval_every or steps or 1
+    snap_every = cfg.snapshot_every or eval_every
+    evals = _points(steps, cfg.epochs, eval_every)
+    snaps = 1 + _points(steps, cfg.epochs, snap_every)
+
+    precise = min(cfg.precise_samples, n) + n_test  # PreciseBN pass, then the test set
+    per_mode = {"running": n_test, "batch": n_test, "precise": precise}
+    modes = ("running", "precise", "batch") if cfg.compare_eval else (cfg.eval_mode,)
+    probe = 2 * min(max(min(cfg.batch_size, n), 2), n_test)  # chart 3's fixed test batch
+    per_eval = sum(per_mode[m] for m in modes) + probe
+    sites = norm_sites(cfg)
+    bn = cfg.norm in BN_KINDS and bool(sites)
+    final_extra = sum(per_mode[m] for m in ("running", "precise") if m not in modes) \
+        if bn and total else 0  # the summary always has running and PreciseBN accuracy
+
+    stats = 4 if bn else 2  # gamma, beta (+ running mean and variance)
+    channels = sum(WIDTHS[s] for s in sites)
+    return Cost(n_train=n, steps_per_epoch=steps, train_steps=total,
+                train_examples=n * cfg.epochs, eval_points=evals,
+                eval_examples=evals * per_eval + final_extra, snapshots=snaps,
+                snapshot_values=snaps * channels * stats)
+
+
+def describe_seconds(s: float) -> str:
+    """'about 40 s', 'about 3 min', 'about 2 h 40 min': an estimate, rounded for people."""
+    if s < 1:
+        return "under a second"
+    if s < 90:
+        return f"about {s:.0f} s"
+    if s < 3600:
+        return f"about {s / 60:.0f} min"
+    h, m = divmod(round(s / 60), 60)
+    if h >= 48:
+        return f"about {h / 24:.0f} days"
+    return f"about {h} h {m} min" if m else f"about {h} h"
+
+
+def suggestions(cfg: Config, cost: Cost, rates: Rates | None = None) -> list[str]:
+    """What would make the run cheaper, the change that saves most first."""
+    parts = cost.parts(rates)
+    tips = []
+    if cfg.batch_size < 256:
+        tips.append((parts["steps"], "raise batch_size"))
+    if cfg.eval_every:
+        tips.append((parts["evaluation"], "set eval_every to 0 (once per epoch)"))
+    if cfg.compare_eval:
+        tips.append((parts["evaluation"] * 0.6, "turn off compare_eval"))
+    if cfg.snapshot_every:
+        tips.append((parts["snapshots"], "set snapshot_every to 0"))
+    tips.append((parts["training"] * 0.5, "use fewer epochs or a smaller train_size"))
+    return [t for _, t in sorted(tips, key=lambda t: -t[0])]

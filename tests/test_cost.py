@@ -1,0 +1,140 @@
+"""bnviz.cost: a run's cost counted before it is queued, the hosted cap on it, the time
+budget while it runs, and no download on a hosted server."""
+import time
+import urllib.request
+
+import pytest
+
+from bnviz import cost, data
+from bnviz.config import Config
+from bnviz.runs.jobs import JobManager, JobRefused
+from bnviz.runs.limits import Limits
+from bnviz.runs.store import RunStore
+from bnviz.trainer import Trainer
+
+# The config from the issue: batch 2, evaluated all three ways and snapshotted after every
+# step, 100,000 steps; accepted by the old epochs × images cap.
+EXPENSIVE = Config(batch_size=2, eval_every=1, compare_eval=True, snapshot_every=1,
+                   train_size=20000, epochs=10)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(batch_size=32, epochs=2, eval_every=7, snapshot_every=5, compare_eval=True),
+    dict(batch_size=50, epochs=3, eval_every=4, snapshot_every=0),  # epoch end is a multiple
+    dict(batch_size=64, epochs=2, eval_every=0, snapshot_every=3, eval_mode="precise"),
+    dict(batch_size=33, epochs=2, norm="layer", eval_every=100),
+])
+def test_counts_match_a_real_run(kw):
+    cfg = Config(dataset="subset", train_size=300, device="cpu", **kw)
+    counts = {"step": 0, "eval": 0, "snapshot": 0}
+    values = [0]
+
+    def listener(e):
+        if e.kind in counts:
+            counts[e.kind] += 1
+        if e.kind == "snapshot":
+            values[0] += sum(a.size for d in e.layers.values() for a in d.values())
+        if e.kind == "ended":
+            assert e.status == "finished", e.reason
+
+    Trainer(cfg, [listener]).run()
+    c = cost.estimate(cfg, *data.sizes("subset"))
+    assert (c.train_steps, c.eval_points, c.snapshots) == \
+        (counts["step"], counts["eval"], counts["snapshot"])
+    assert c.snapshot_values == values[0]
+    assert c.train_examples == 300 * cfg.epochs
+
+
+def test_eval_examples_count_modes_precise_and_the_final_precise_pass():
+    c = cost.estimate(Config(batch_size=256, epochs=1), 60000, 10000)
+    # one evaluation (running) + the final PreciseBN (4096 training images, then the test
+    # set) + the fixed probe batch twice
+    assert c.eval_points == 1 and c.eval_examples == 10000 + 4096 + 10000 + 2 * 256
+    e = cost.estimate(EXPENSIVE, 60000, 10000)
+    assert e.train_steps == 100_000 and e.eval_points == 100_000
+    assert e.eval_examples == 100_000 * (3 * 10000 + 4096 + 2 * 2)
+
+
+def test_expensive_config_is_refused_on_a_hosted_server_saying_why():
+    hosted = Limits.hosted()
+    errs = hosted.check(EXPENSIVE, 60000, 10000)
+    assert len(errs) == 1
+    msg = errs[0]
+    assert "would take about" in msg and " h " in msg and "allows 2 min" in msg
+    for tip in ("set eval_every to 0", "turn off compare_eval", "raise batch_size",
+                "snapshot_every"):
+        assert tip in msg
+    # the dominant term comes first: the evaluations
+    assert msg.index("eval_every to 0") < msg.index("raise batch_size")
+    # the old cap alone let it through
+    assert not Limits(max_epochs=10, max_work=200_000).check(EXPENSIVE, 60000, 10000)
+
+
+def test_d2l_preset_on_the_full_data_is_accepted_when_hosted():
+    assert Limits.hosted().check(Config(), 60000, 10000) == []
+    s = cost.estimate(Config(), 60000, 10000).seconds()
+    assert 20 < s < Limits.hosted().max_seconds
+    assert cost.describe_seconds(s).startswith("about ") and " s" in cost.describe_seconds(s)
+
+
+def test_expensive_config_is_refused_by_a_hosted_job_manager():
+    m = JobManager(workers=1, limits=Limits.hosted())
+    try:
+        with pytest.raises(JobRefused, match="this server allows"):
+            m.submit(EXPENSIVE.replace(dataset="subset", train_size=0), session="a")
+    finally:
+        m.shutdown()
+
+
+def test_a_run_over_its_time_budget_is_stopped_and_saved_with_the_reason(tmp_path):
+    limits = Limits(max_seconds=1e6, budget_factor=0.0, budget_min_s=0.3)
+    m = JobManager(workers=1, store=RunStore(tmp_path / "db"), limits=limits)
+    try:
+        cfg = Config(dataset="subset", batch_size=8, lr=0.1, epochs=5, device="cpu")
+        run_id = m.submit(cfg, session="a")
+        t0 = time.time()
+        while (v := m.get(run_id)) is None or v.status in ("queued", "running"):
+            assert time.time() - t0 < 60, "the run was not stopped"
+            time.sleep(0.05)
+        assert v.status == "stopped" and v.reason.startswith("over its time budget")
+        assert 0 < len(v.steps) < 5 * 625  # it trained, and stopped early
+        while (s := m.store.load(run_id)) is None or s.status != "stopped":
+            assert time.time() - t0 < 60
+            time.sleep(0.05)
+        assert s.reason.startswith("over its time budget on this server")
+    finally:
+        m.shutdown()
+
+
+def test_no_budget_without_max_seconds():
+    assert Limits().budget(Config(), 60000, 10000) == 0
+    assert Limits.hosted().budget(Config(), 60000, 10000) >= 60
+
+
+def test_hosted_server_never_downloads_the_data(tmp_path, monkeypatch):
+    def no(*a, **k):
+        raise AssertionError("a hosted server tried to download")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no)
+    monkeypatch.setenv("BNVIZ_HOSTED", "1")
+    monkeypatch.delenv("BNVIZ_OFFLINE", raising=False)
+    monkeypatch.setenv("BNVIZ_DATA_DIR", str(tmp_path / "empty"))
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("BNVIZ_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "no-debian")
+    data.clear_caches()
+    try:
+        with pytest.raises(data.DataError, match="BNVIZ_HOSTED=1") as e:
+            data.load("full")
+        assert "never downloads" in str(e.value)
+        assert data.load("auto").source == "subset"
+    finally:
+        data.clear_caches()
+
+
+def test_lab_page_shows_the_estimate_before_train():
+    from tests.apptest import open_page
+    at = open_page("lab")
+    shown = [c.value for c in at.caption if c.value.startswith("Estimated run time")]
+    want = cost.describe_seconds(cost.estimate(Config(), *data.sizes("auto")).seconds())
+    assert shown == [f"Estimated run time: {want} here."]
