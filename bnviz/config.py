@@ -15,6 +15,10 @@ from typing import Any, Iterable, Mapping
 
 NORM_KINDS = ("none", "bn", "bn_scratch", "bn_d2l", "layer", "group", "instance")
 SITES = ("conv1", "conv2", "fc1", "fc2")
+# BatchNorm in every form bnviz builds (nn.BatchNorm, from scratch, the book's module): the
+# norms with running statistics, whose per-channel mean subtraction cancels a bias before them.
+BN_KINDS = frozenset({"bn", "bn_scratch", "bn_d2l"})
+SITE_WIDTH = {"conv1": 6, "conv2": 16, "fc1": 120, "fc2": 84}  # channels / features per site
 
 
 def knob(default, help, *, choices=None, lo=None, hi=None, log=False, group="training",
@@ -326,3 +330,9 @@ def config_from_dict(d: Mapping[str, Any]) -> Config:
     """Rebuild a stored config, tolerating knobs added or removed since it was stored."""
     cfg, _ = parse_config({k: v for k, v in d.items() if k in KNOB})
     return cfg
+
+
+def differing_knobs(configs: Iterable[Config]) -> list[str]:
+    """The knobs whose value differs between these configs, in registry order."""
+    configs = list(configs)
+    return [k.name for k in KNOBS if len({getattr(c, k.name) for c in configs}) > 1]

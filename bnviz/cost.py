@@ -12,10 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from bnviz.config import SITES, Config
-
-BN_KINDS = ("bn", "bn_scratch", "bn_d2l")  # norms with running statistics
-WIDTHS = {"conv1": 6, "conv2": 16, "fc1": 120, "fc2": 84}  # channels / features per site
+from bnviz.config import BN_KINDS, SITE_WIDTH, SITES, Config
 
 
 @dataclass(frozen=True)
@@ -104,7 +101,7 @@ def estimate(cfg: Config, n_train: int, n_test: int) -> Cost:
         if bn and total else 0  # the summary always has running and PreciseBN accuracy
 
     stats = 4 if bn else 2  # gamma, beta (+ running mean and variance)
-    channels = sum(WIDTHS[s] for s in sites)
+    channels = sum(SITE_WIDTH[s] for s in sites)
     return Cost(n_train=n, steps_per_epoch=steps, train_steps=total,
                 train_examples=n * cfg.epochs, eval_points=evals,
                 eval_examples=evals * per_eval + final_extra, snapshots=snaps,

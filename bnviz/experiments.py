@@ -5,7 +5,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from bnviz.config import KNOBS, PRESETS, SITES, Config
+from bnviz.config import KNOB, PRESETS, SITES, Config, differing_knobs
 from bnviz.stats import fluctuation
 
 DEFAULT_SEEDS = 3  # per configuration, on pages and in the CLI; findings use 5
@@ -34,7 +34,7 @@ def with_seeds(points: list[GridPoint], seeds: int) -> list[GridPoint]:
 
 def varying_knobs(points: list[GridPoint]) -> list[str]:
     """The knobs whose value differs between points (seed included when several are run)."""
-    return [k.name for k in KNOBS if len({getattr(p.config, k.name) for p in points}) > 1]
+    return differing_knobs(p.config for p in points)
 
 
 def ablation_grid(base: Config) -> list[GridPoint]:
@@ -83,7 +83,7 @@ def per_bn_choices(sgd_batch: int = NORM_BATCH_SGD) -> tuple[int, ...]:
     """Normalisation batches m that norm_batch_grid can simulate at this SGD batch: m divides
     it, is a power of two from 2 up (BatchNorm1d needs 2), and sgd_batch / m devices is within
     the `devices` knob's range."""
-    hi = int(next(k for k in KNOBS if k.name == "devices").hi)
+    hi = int(KNOB["devices"].hi)
     return tuple(m for m in range(2, sgd_batch + 1)
                  if sgd_batch % m == 0 and m & (m - 1) == 0 and sgd_batch // m <= hi)
 

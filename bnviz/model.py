@@ -1,22 +1,19 @@
 """LeNet as d2l builds it, with every model knob of the config applied."""
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
 from functools import partial
 
 import torch
 from torch import nn
 
-from bnviz.config import Config
+from bnviz.config import BN_KINDS, SITE_WIDTH, Config
 from bnviz.norms import BatchNormScratch, GhostBatchNorm, make_norm
 
 
 # Weights and biases are drawn from generators of the run's own, seeded from its seed
 # (init_generators), never from torch's global RNG: two runs built at once on two threads, or
 # a page building a model while a worker does, cannot change each other's initial weights.
-# Building needs no lock; INIT_LOCK stays for code that still imports it.
-INIT_LOCK = threading.Lock()
 
 # The bias generator's seed is the run's seed XOR this salt: a separate stream from the weights'
 # (which use the seed itself), and above every seed the config allows (< 2**31) and every
@@ -87,11 +84,8 @@ def feeds_norm(cfg: Config, site: str) -> bool:
     return not (site.startswith("fc") and cfg.dropout_fc)
 
 
-# Norms that subtract a per-channel mean over the batch (and spatial) axes: BatchNorm in every
-# form bnviz builds it ("bn_d2l" is d2l's own; it may not be in NORM_KINDS yet). Ghost BN
+# BN_KINDS (config.py) subtract a per-channel mean over the batch (and spatial) axes; ghost BN
 # (devices > 1) too: each slice's mean still removes a per-channel constant.
-BN_KINDS = frozenset({"bn", "bn_scratch", "bn_d2l"})
-SITE_WIDTH = {"conv1": 6, "conv2": 16, "fc1": 120, "fc2": 84}
 
 
 def cancels_bias(cfg: Config, site: str) -> bool:

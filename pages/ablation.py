@@ -1,7 +1,6 @@
 """d2l's exercise: is BN needed in every layer? One button runs the whole grid over seeds."""
 import streamlit as st
 
-from bnviz.dashboard import ui
 from bnviz.experiments import ablation_grid
 from bnviz.runs.results import estimate, summarize
 from bnviz.stats import compare_text

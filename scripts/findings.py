@@ -9,7 +9,6 @@ bnviz.stats.separated, so the README cannot claim a difference its intervals do 
 from __future__ import annotations
 
 import argparse
-import math
 import re
 import sys
 from pathlib import Path

@@ -3,7 +3,6 @@ carries running and PreciseBN accuracy side by side."""
 import math
 
 import pytest
-import torch
 
 from bnviz.config import make_config
 from bnviz.evaluation import batches, evaluate

@@ -11,7 +11,7 @@ from torch import nn
 
 from bnviz.speed import fused
 from bnviz.config import make_config
-from bnviz.model import build_lenet, build_seeded
+from bnviz.model import build_seeded
 from bnviz.speed.lenet import LeNet, build_fast
 from tests.conftest import ROOT
 

@@ -186,7 +186,9 @@ def grid_bar_figure(table: pd.DataFrame, revision: str = "",
         if col not in done or done[col].isna().all():
             continue
         stats = [_ci(done.loc[done.run == lab, col]) for lab in labels]
-        fig.add_bar(x=labels, y=[m for m, _, _ in stats], name=f"{name} (mean, 95% CI)",
+        # bars at 0..n-1 (labelled by tick text) so the seed dots can sit on their own bar
+        fig.add_bar(x=list(range(len(labels))), y=[m for m, _, _ in stats],
+                    name=f"{name} (mean, 95% CI)",
                     marker_color=color, offsetgroup=str(j), opacity=0.75,
                     error_y=dict(type="data", array=[h for _, h, _ in stats], visible=True,
                                  color="black", thickness=1.5),
@@ -205,10 +207,6 @@ def grid_bar_figure(table: pd.DataFrame, revision: str = "",
     fig.update_layout(barmode="group", bargap=0.2, bargroupgap=0.0)
     fig.update_xaxes(tickvals=list(range(len(labels))), ticktext=labels, type="linear",
                      range=[-0.6, len(labels) - 0.4])
-    # bars on a category axis shown as 0..n-1 so the seed dots can sit on their own bar
-    for tr in fig.data:
-        if tr.type == "bar":
-            tr.x = list(range(len(labels)))
     lo = min([0.0] + [float(done[c].min()) for c, _, _ in bars if c in done and done[c].notna().any()])
     fig.update_yaxes(title="accuracy", range=[min(lo, 0.0), 1])
     return _layout(fig, "Final accuracy per configuration: bar = mean over seeds, whisker = "

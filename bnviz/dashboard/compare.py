@@ -6,15 +6,14 @@ import math
 import numpy as np
 import pandas as pd
 
-from bnviz.config import KNOBS
+from bnviz.config import differing_knobs as config_differing_knobs
 from bnviz.stats import fluctuation, mean_ci
 
 IGNORED = ("seed", "device")  # differences that do not make another experiment
 
 
 def differing_knobs(views) -> list[str]:
-    return [k.name for k in KNOBS
-            if len({getattr(v.config, k.name) for v in views}) > 1]
+    return config_differing_knobs(v.config for v in views)
 
 
 def label(view, knobs: list[str]) -> str:

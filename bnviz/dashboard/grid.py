@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import hashlib
-import math
 
 import pandas as pd
 import streamlit as st
 
+from bnviz.config import shown
 from bnviz.dashboard import charts
 
 from bnviz.dashboard import ui
@@ -61,7 +61,7 @@ def seeds_from_url(page: str) -> list[str]:
         st.session_state[key] = n
         return []
     return [f"seeds must be a whole number from 1 to {ui.MAX_SEEDS}, got "
-            f"{ui.shown_text(raw[-1])}; using {DEFAULT_SEEDS}"]
+            f"{shown(raw[-1])}; using {DEFAULT_SEEDS}"]
 
 
 def page_seeds(page: str) -> int:
@@ -181,7 +181,3 @@ def grid_panel(points: list[GridPoint], key: str, chart=charts.grid_bar_figure) 
 
 def finished_all(table: pd.DataFrame) -> bool:
     return bool(len(table)) and not table.status.isin(["queued", "running", "not run"]).any()
-
-
-def nan_or(x: float, fmt: str = "{:.3f}") -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else fmt.format(x)

@@ -14,7 +14,7 @@ import streamlit as st
 from bnviz.dashboard import charts
 
 from bnviz.dashboard import reading
-from bnviz.config import (KNOB, KNOBS, PRESET_HELP, PRESETS, Config, from_query, parse_config, shown,
+from bnviz.config import (KNOB, KNOBS, PRESET_HELP, PRESETS, Config, from_query, parse_config,
                      to_query)
 from bnviz.runs.runner import JobRefused, Runner, runner_from_env
 
@@ -133,10 +133,6 @@ def load_url_once(page: str) -> list[str]:
             warnings.append(f"run id {run!r} is not valid and was ignored")
     st.session_state[f"url_warnings_{page}"] = warnings
     return warnings
-
-
-def shown_text(raw) -> str:
-    return shown(raw)
 
 
 def show_ignored(warnings: list[str]) -> None:
