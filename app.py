@@ -47,4 +47,7 @@ PAGES = {
 # The menu sits on top: a `pages/` folder next to the entry point makes Streamlit show its
 # legacy file-name menu in the sidebar at times, so the sidebar one is switched off in
 # .streamlit/config.toml and the sidebar is left to each page's controls.
+from bnviz.dashboard.nav import warm_server  # noqa: E402  (light: imports streamlit only)
+
+warm_server()
 st.navigation(PAGES, position="top").run()

@@ -312,18 +312,23 @@ def validate(c: Config) -> list[str]:
     return errs + cross_field_errors(c) if not errs else errs
 
 
-def to_query(c: Config) -> dict[str, str]:
-    """Share-link parameters: only the knobs that differ from the defaults."""
+def to_query(c: Config, base: Config | None = None) -> dict[str, str]:
+    """Share-link parameters: only the knobs that differ from `base` (a page's defaults;
+    Config's when None). from_query with the same base reads them back."""
+    base = base or Config()
     out = {}
-    for name, v in c.non_defaults().items():
-        out[name] = ("true" if v else "false") if isinstance(v, bool) else repr(v) \
-            if isinstance(v, float) else str(v)
+    for k in KNOBS:
+        v = getattr(c, k.name)
+        if v != getattr(base, k.name):
+            out[k.name] = ("true" if v else "false") if isinstance(v, bool) else repr(v) \
+                if isinstance(v, float) else str(v)
     return out
 
 
-def from_query(params: Mapping[str, Any], ignore: Iterable[str] = ()) -> tuple[Config, list[str]]:
+def from_query(params: Mapping[str, Any], ignore: Iterable[str] = (),
+               base: Config | None = None) -> tuple[Config, list[str]]:
     params = {k: v for k, v in params.items() if k not in set(ignore)}
-    return parse_config(params)
+    return parse_config(params, base)
 
 
 def config_from_dict(d: Mapping[str, Any]) -> Config:

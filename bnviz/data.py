@@ -50,8 +50,10 @@ def sizes(which: str) -> tuple[int, int]:
 
 
 def may_download() -> bool:
-    """Whether a missing full set may be fetched: not offline, not on a hosted server."""
-    return os.environ.get("BNVIZ_OFFLINE") != "1" and os.environ.get("BNVIZ_HOSTED") != "1"
+    """Whether a missing full set may be fetched: not offline, not on a hosted server, not
+    on a server told to use the subset only."""
+    return (os.environ.get("BNVIZ_OFFLINE") != "1" and os.environ.get("BNVIZ_HOSTED") != "1"
+            and os.environ.get("BNVIZ_DATA") != "subset")
 
 
 class DataError(RuntimeError):
@@ -93,6 +95,11 @@ def candidate_dirs() -> list[tuple[str, Path]]:
 
 
 def find_full() -> Path | None:
+    """Where the full Fashion-MNIST is, or None. BNVIZ_DATA=subset makes a server use only the
+    bundled subset even where the full set is installed (a small demo; the tests of a fresh
+    machine)."""
+    if os.environ.get("BNVIZ_DATA") == "subset":
+        return None
     for _, d in candidate_dirs():
         if all((d / name).is_file() for name in FILES.values()):
             return d

@@ -10,8 +10,9 @@ from bnviz.dashboard import charts
 
 from bnviz.dashboard import ui
 from bnviz.config import Config, validate
-from bnviz.experiments import (NORM_BATCH_SGD, GridPoint, batch_size_grid, norm_batch_grid,
-                               per_bn_choices)
+from bnviz.experiments import NORM_BATCH_SGD, GridPoint, batch_size_grid, per_bn_choices
+from bnviz.library.catalog import (PER_BN, SGD_NORMS, SGD_SIZES, batch1_config, batch1_points,
+                                   norm_batch_points, sgd_batch_points)
 from bnviz.inside import layer_io, two_example_outputs
 from bnviz.runs.results import estimate, summarize
 from bnviz.stats import compare_text, mean_ci, separated
@@ -22,7 +23,6 @@ via_app()  # first request after a server start: rerun through app.py
 
 PAGE = "batch"
 SGD = NORM_BATCH_SGD
-DEFAULT_EPOCHS = 2  # this page's default; a link's epochs wins
 
 st.title("Batch size")
 st.info(ui.BATCH_HELP)
@@ -30,12 +30,20 @@ st.markdown("Two different batches hide behind \"batch size\": the **SGD batch**
             "one step's gradient averages over) and the **normalisation batch** (the examples "
             "one BN layer takes its mean and variance over — per GPU when BN is not synced). "
             "With one device they are the same number; this page separates them.")
-if not st.session_state.get(f"url_loaded_{PAGE}") and "epochs" not in st.query_params:
-    st.query_params["epochs"] = str(DEFAULT_EPOCHS)
 base, problems = grid_controls(("dataset", "train_size", "epochs", "seed", "lr"), PAGE)
 # GroupNorm with 2 groups, one device: what every statement below assumes, whatever the link.
 base = base.replace(groups=2, devices=1)
 n_seeds = page_seeds(PAGE)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_two(cfg, site, seed):
+    return two_example_outputs(cfg, site, seed=seed)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def cached_io(cfg, n, site, seed):
+    return layer_io(cfg, n, site, seed)
 
 
 def _configs_ok(points: list[GridPoint]) -> list[str]:
@@ -135,11 +143,11 @@ st.markdown(
     f"Each conv BN then averages over m·H·W values per channel, each FC BN over m.")
 choices = per_bn_choices(SGD)
 per_bn = st.multiselect("Examples per BN (m)", list(choices),
-                        [m for m in (4, 16, 64, 256) if m in choices], key="bs_per_bn")
+                        [m for m in PER_BN if m in choices], key="bs_per_bn")
 if 2 not in choices:
     st.caption(f"m = 2 would need {SGD // 2} simulated devices; the devices knob goes up to "
                f"{SGD // min(choices)}, so the smallest m here is {min(choices)}.")
-points = norm_batch_grid(base, sorted(per_bn))
+points = norm_batch_points(base, per_bn)
 refs = [p.label for p in points if p.label.endswith("reference")]
 m_of = {p.label: SGD // p.config.devices for p in points if p.label not in refs}
 st.markdown(
@@ -196,21 +204,21 @@ st.markdown(
     "same lr; GroupNorm has 2 groups, LayerNorm 1.")
 c1, c2 = st.columns(2)
 sizes = c1.multiselect("SGD batch sizes", [2, 4, 8, 16, 32, 64, 128, 256, 512],
-                       [4, 16, 64, 256], key="bs_sizes")
+                       list(SGD_SIZES), key="bs_sizes")
 norms = c2.multiselect("Normalisations", ["bn", "group", "layer", "none"],
-                       ["bn", "group", "layer", "none"], key="bs_norms",
+                       list(SGD_NORMS), key="bs_norms",
                        format_func=lambda n: ui.CHOICE_LABELS[n])
 scale = st.toggle(f"Scale the learning rate with the batch size (lr × batch / {SGD})", True,
                   help="Without it, small batches take many more steps at the same lr.")
 st.caption(f"lr: {base.lr:g} × batch / {SGD} (the linear scaling rule), the same for every "
            f"normalisation." if scale else f"lr: {base.lr:g} at every batch size, for every "
            f"normalisation.")
-sweep = batch_size_grid(base, sorted(sizes), norms, scale_lr=scale)
-too_big = [p for p in sweep if validate(p.config)]
+too_big = [p for p in batch_size_grid(base, sorted(sizes), norms, scale_lr=scale)
+           if validate(p.config)]
 if too_big:
     st.warning("Left out (the train-set size must be at least the batch size): " +
                ", ".join(dict.fromkeys(p.label for p in too_big)))
-sweep = [p for p in sweep if not validate(p.config)]
+sweep = sgd_batch_points(base, sizes, norms, scale_lr=scale)
 grid2 = seeded(sweep, PAGE)
 if sweep and not problems:
     run_buttons(grid2, base, "▶ Run the SGD-batch sweep", page=PAGE)
@@ -244,18 +252,13 @@ st.markdown(
     "mean and variance — not what the network was trained with. The conv-only run below is "
     "evaluated both ways: with running statistics, and with batch statistics at batch 1 "
     "(each test image normalised by itself, as in training).")
-one = Config().replace(dataset="subset", train_size=2000, epochs=1, batch_size=1, lr=0.02,
-                       activation="relu", seed=base.seed)
-conv_only = one.replace(norm_fc1=False, norm_fc2=False, compare_eval=True)
-trio = [GridPoint("nn.BatchNorm1d at batch 1", one),
-        GridPoint("BN from scratch at batch 1", one.replace(norm="bn_scratch"))]
-conv_points = seeded([GridPoint("BN on the conv layers only, batch 1", conv_only)], PAGE)
-batch1 = trio + conv_points
+one = batch1_config(base)
+batch1 = seeded(batch1_points(base), PAGE)
+conv_points = [p for p in batch1 if p.label.startswith("BN on the conv layers only")]
 st.caption(f"Kept small so it finishes in well under a minute a run on a 2-core CPU: the "
            f"bundled subset, the first {one.train_size} training images, 1 epoch at batch 1 "
            f"({one.train_size} steps), lr {one.lr:g}, ReLU; the 1,000 test images. The "
-           f"conv-only run uses the page's {n_seeds} seed{'s' if n_seeds != 1 else ''}; the "
-           f"other two run once (seed {base.seed}).")
+           f"three runs use the page's {n_seeds} seed{'s' if n_seeds != 1 else ''}.")
 run_buttons(batch1, base, "▶ Run the batch-1 runs", page=PAGE)
 t3 = grid_panel(batch1, "batch1")
 for _, row in t3[t3.status == "failed"].iterrows():
@@ -296,7 +299,7 @@ elif not t3.empty:
     st.caption("The table of the conv-only run's evaluations appears when a run has finished.")
 
 st.subheader("Batch size 2: one bit per fully-connected unit")
-two = two_example_outputs(Config().replace(dataset=base.dataset), "fc1", seed=base.seed)
+two = cached_two(Config().replace(dataset=base.dataset), "fc1", seed=base.seed)
 absx = np.abs(two.xhat)
 near = int((np.abs(absx - 1) < 1e-3).sum())
 c = two.xhat.shape[1]
@@ -318,12 +321,12 @@ st.caption(
         if len(small) else "."))
 
 st.subheader("Batch size 1, inside one layer")
-io = layer_io(Config().replace(dataset=base.dataset, norm="bn_scratch"), 1, "fc1",
+io = cached_io(Config().replace(dataset=base.dataset, norm="bn_scratch"), 1, "fc1",
               seed=base.seed)
 st.plotly_chart(charts.histogram_figure(
     io.output, f"fc1 after BN, one real image: every value is {abs(io.output).max():g}",
     "normalised activation"), key="hist1")
-conv = layer_io(Config().replace(dataset=base.dataset, norm="bn_scratch"), 1, "conv1",
+conv = cached_io(Config().replace(dataset=base.dataset, norm="bn_scratch"), 1, "conv1",
                 seed=base.seed)
 st.caption(f"conv1 at N = 1 averages over {conv.count} values per channel (1×24×24): the "
            f"image's own positions, per channel — InstanceNorm — so its normalised outputs "

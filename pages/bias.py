@@ -17,6 +17,16 @@ from bnviz.dashboard.nav import via_app
 via_app()  # first request after a server start: rerun through app.py
 
 
+@st.cache_data(max_entries=32, show_spinner=False)
+def cached_gradients(cfg):
+    return bias_gradients(cfg)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def cached_counts(cfg):
+    return parameter_counts(cfg)
+
+
 @st.cache_data(max_entries=32, show_spinner="Training both arms for 20 steps in float64…")
 def cached_equivalence(cfg):
     return bias_equivalence(cfg)
@@ -31,11 +41,11 @@ st.markdown("BN in training mode subtracts the batch mean of each channel, so a 
             "activation nothing cancels a per-channel bias, so bnviz keeps it there.")
 base, problems = grid_controls(("dataset", "train_size", "epochs", "seed", "batch_size", "lr",
                                 "norm", "norm_position"), "bias")
-with_b, without = parameter_counts(base)
+with_b, without = cached_counts(base)
 st.metric("Parameters with / without the cancelled biases", f"{with_b:,} / {without:,}",
           f"{without - with_b:,}")
 if not problems:
-    grads = bias_gradients(base)
+    grads = cached_gradients(base)
     st.dataframe(pd.DataFrame({
         "layer": [g.site for g in grads],
         "followed by BN before the activation": ["yes" if g.cancelled else "no" for g in grads],
@@ -43,7 +53,7 @@ if not problems:
         "largest |∂loss/∂weight|": [f"{g.weight_grad:.1e}" for g in grads]}), hide_index=True)
     st.caption(f"One real batch of 64 training images, train mode, seed {base.seed}: where BN "
                "follows, the bias gradient is float rounding next to the weight gradient.")
-    with_b, without_b = parameter_counts(base)
+    with_b, without_b = cached_counts(base)
     if with_b == without_b:
         st.info("With these settings no bias is followed directly by BatchNorm (before the "
                 "activation), so nothing is cancelled and the two arms below are the same "

@@ -14,8 +14,10 @@ via_app()  # first request after a server start: rerun through app.py
 
 st.title("Compare runs")
 mgr = ui.manager()
-if mgr.store is None:
-    st.error("The run store is not available, so there is no library to compare from.")
+results_library = getattr(mgr, "library", None)
+if mgr.store is None and results_library is None:
+    st.error("Neither the run store nor the results library is available, so there are no "
+             "runs to compare.")
     st.stop()
 
 url_runs = st.query_params.get("runs", "")
@@ -24,12 +26,25 @@ if url_runs and len(wanted) != len([r for r in url_runs.split(",") if r]):
     st.warning("Some run ids in the link were not valid and were ignored.")
 
 with st.sidebar:
-    st.subheader("Library filters")
+    st.subheader("Filters")
+    sources = [x for x, ok in (("this server's runs", mgr.store is not None),
+                               ("the results library", results_library is not None)) if ok]
+    source = st.multiselect("Runs from", sources, sources, key="compare_sources",
+                            help="The results library ships with bnviz: every question "
+                                 "page's default grid over 5 seeds on the full data set.")
     status = st.selectbox("Status", ["finished", "any", "stopped", "diverged", "failed",
                                      "interrupted"])
     norm = st.selectbox("Normalisation", ["any", "none", "bn", "bn_scratch", "layer", "group",
                                           "instance"])
-library = mgr.store.list_runs(status=None if status == "any" else status, limit=300)
+library = []
+if mgr.store is not None and "this server's runs" in source:
+    library += mgr.store.list_runs(status=None if status == "any" else status, limit=300)
+from_library: set[str] = set()
+if results_library is not None and "the results library" in source:
+    lib_runs = [r for r in results_library.list_runs()
+                if status == "any" or r["status"] == status]
+    from_library = {r["run_id"] for r in lib_runs}
+    library += lib_runs
 if norm != "any":
     library = [r for r in library if r["config"].get("norm") == norm]
 known = {r["run_id"]: r for r in library}
@@ -49,7 +64,8 @@ def describe(rid):
     acc = f"test {acc:.3f}" if isinstance(acc, float) and acc == acc else r["status"]
     sites = "".join(k[-1] if c.get(f"norm_{k}") else "·" for k in ("conv1", "conv2", "fc1",
                                                                     "fc2"))
-    return (f"{rid[:6]} · {c.get('norm')}[{sites}] bs {c.get('batch_size')} lr {c.get('lr')} "
+    where = "📚 " if rid in from_library else ""
+    return (f"{where}{rid[:6]} · {c.get('norm')}[{sites}] bs {c.get('batch_size')} lr {c.get('lr')} "
             f"ep {c.get('epochs')} seed {c.get('seed')} · {acc}")
 
 

@@ -7,7 +7,7 @@ from bnviz.dashboard import reading
 from bnviz.dashboard import ui
 from bnviz.experiments import GridPoint
 from bnviz.stats import compare_text, mean_ci
-from bnviz.dashboard.grid import grid_controls, page_seeds, run_buttons, seeded
+from bnviz.dashboard.grid import library_note, grid_controls, page_seeds, run_buttons, seeded
 from bnviz.dashboard.nav import via_app
 
 via_app()  # first request after a server start: rerun through app.py
@@ -27,11 +27,15 @@ MODES = ("running", "precise", "batch")
 if not problems:
     run_buttons(points, cfg, page="fluct")
     views = [ui.manager().find(p.config) for p in points]
+    note = library_note([v for v in views if v is not None])
+    if note:
+        st.caption(note)
     first = views[0]
     if first is None:
         st.info(f"Press Run to train {len(points)} seed(s) and evaluate each three ways.")
     else:
-        st.subheader(f"Seed {cfg.seed}, live")
+        st.subheader(f"Seed {cfg.seed}" + (", from the results library" if first.info.get(
+            "source") == "library" else ", live"))
         ui.live_run(first.run_id, key="fl")
     done = [v for v in views if v is not None and v.status == "finished"]
     if done:

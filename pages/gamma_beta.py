@@ -4,7 +4,7 @@ import streamlit as st
 from bnviz.dashboard import charts
 
 from bnviz.dashboard import ui
-from bnviz.experiments import GridPoint
+from bnviz.library.catalog import gamma_points
 from bnviz.runs.results import estimate, summarize
 from bnviz.stats import compare_text
 from bnviz.dashboard.grid import finished_all, grid_controls, grid_panel, run_buttons, seeded
@@ -18,8 +18,7 @@ st.markdown("Each BN layer learns one scale (gamma) and one shift (beta) per cha
             "frozen at gamma = 1, beta = 0 (d2l's exercise), on the same paired seeds.")
 base, problems = grid_controls(("dataset", "train_size", "epochs", "seed", "lr",
                                 "snapshot_every"), "gamma")
-pair = [GridPoint("gamma/beta learned", base.replace(freeze_affine=False)),
-        GridPoint("gamma/beta frozen", base.replace(freeze_affine=True))]
+pair = gamma_points(base)
 points = seeded(pair, "gamma")
 if not problems:
     run_buttons(points, base, page="gamma")

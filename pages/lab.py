@@ -5,6 +5,7 @@ from bnviz import cost, data
 from bnviz.dashboard import ui
 from bnviz.config import KNOBS, SITES
 from bnviz.dashboard.nav import via_app
+from bnviz.library import data_text
 
 via_app()  # first request after a server start: rerun through app.py
 
@@ -51,13 +52,25 @@ for p in problems:
 
 run_id = st.session_state.get("run_id")
 view = mgr.get(run_id) if run_id else None
-if run_id and view is None and not st.session_state.get("autostarted"):
-    # A shared link to a run this server never had: run the experiment it describes.
+lib = getattr(mgr, "library", None)
+if run_id and view is None and not st.session_state.get("autostarted") and not problems:
+    # A shared link to a run this server never had: run the experiment it describes, if the
+    # results library answers it or it is cheap here (a hosted server's autostart_s).
     st.session_state.autostarted = True
-    st.info(f"Run `{run_id}` from the link is not on this server; starting the same "
-            "experiment here.")
-    run_id = ui.submit(cfg)
-    view = mgr.get(run_id) if run_id else None
+    limits = getattr(mgr, "limits", None)
+    answered = lib is not None and lib.find(cfg) is not None
+    if limits is None or limits.may_autostart(cfg, *data.sizes(cfg.dataset), answered):
+        st.info(f"Run `{run_id}` from the link is not on this server; "
+                + ("showing the results library's run of the same experiment." if answered
+                   else "starting the same experiment here."))
+        run_id = ui.submit(cfg)
+        view = mgr.get(run_id) if run_id else None
+    else:
+        st.info(f"Run `{run_id}` from the link is not on this server, and this server starts "
+                f"only short runs by itself (at most "
+                f"{cost.describe_seconds(limits.autostart_s).removeprefix('about ')}). The "
+                "controls are set as the link describes: press **Train** to run this.")
+        run_id = None
 
 if not problems:  # the estimate before Train: bnviz.cost's counts × this machine's rates
     est = cost.estimate(cfg, *data.sizes(cfg.dataset)).seconds()
@@ -96,10 +109,23 @@ ui.sync_url(cfg, run_id if same else None)
 c_link.text_input("Share link", ui.share_link(cfg, run_id if same else None),
                   help="Copy this link: it opens these controls and this run.")
 
+background = lib.seeds_of(cfg) if lib is not None and not problems else []
+if background:
+    b = background[0]
+    here = data.resolve_source(cfg.dataset)
+    st.caption(f"Faded: the results library's {len(background)} seeds of this configuration "
+               f"({b.config.epochs} epochs, {data_text(b.info)}, "
+               f"bnviz {b.info.get('bnviz_version', '?')}): where a run of it should land."
+               + (" This server trains on the bundled subset (1/10 of the images), so a run "
+                  "here lands lower." if here == "subset" and b.info.get("data_source") ==
+                  "full" else ""))
 if view is None:
     st.info("Choose a configuration on the left (or a preset) and press **Train**. "
             "The defaults are d2l's LeNet-BN; on the bundled subset a run takes seconds.")
-    ui.placeholder_charts()
+    if background:
+        ui.background_charts(background)
+    else:
+        ui.placeholder_charts()
 else:
     if not same:
         diff = ui.config_diff(view.config, cfg)
@@ -109,6 +135,6 @@ else:
     if watching:
         st.caption("👀 This run was started in another browser session; you are watching it "
                    "read-only.")
-    ui.live_run(view.run_id)
+    ui.live_run(view.run_id, background=background if same else None)
     if not view.active:
         ui.downloads(view)

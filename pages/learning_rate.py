@@ -3,6 +3,7 @@ import streamlit as st
 
 from bnviz.dashboard import charts
 from bnviz.experiments import lr_grid
+from bnviz.library.catalog import LRS
 from bnviz.runs.results import summarize
 from bnviz.dashboard.grid import finished_all, grid_controls, grid_panel, run_buttons, seeded
 from bnviz.dashboard.nav import via_app
@@ -15,7 +16,7 @@ st.markdown("d2l trains LeNet with lr 0.9 and LeNet-BN with lr 1.0. This sweep f
             "marked diverged (✕). Every lr runs on the same paired seeds.")
 base, problems = grid_controls(("dataset", "train_size", "epochs", "seed", "batch_size"), "lr")
 lrs = st.multiselect("Learning rates", [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0],
-                     [0.01, 0.1, 1.0, 3.0, 10.0, 30.0], key="lrs")
+                     list(LRS), key="lrs")
 points = seeded(lr_grid(base, sorted(lrs)), "lr")
 if points and not problems:
     run_buttons(points, base, page="lr")

@@ -1,16 +1,19 @@
-"""Writes README's "Findings" section from the grids that scripts/findings.sh ran.
+"""Writes README's "Findings" section from the results library (bnviz/library/runs.sqlite).
 
-Every number comes from findings/<grid>/summary.csv and results.csv (mean, 95% Student-t
-CI and n over paired seeds); every sentence that says one thing beats another is chosen by
-bnviz.stats.separated, so the README cannot claim a difference its intervals do not support.
+The library's answers are exported as <question>/summary.csv and results.csv (mean, 95%
+Student-t CI and n over paired seeds, as `bnviz sweep --out` writes them) and rendered;
+every sentence that says one thing beats another is chosen by bnviz.stats.separated, so the
+README cannot claim a difference its intervals do not support. The pages draw the same runs.
 
-    python3 scripts/findings.py [--out findings] [--readme README.md] [--print]
+    python3 scripts/findings.py [--readme README.md] [--print]   # from the library
+    python3 scripts/findings.py --out DIR                          # from grids run with --out
 """
 from __future__ import annotations
 
 import argparse
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -182,9 +185,10 @@ def replace_block(text: str, name: str, body: str) -> str:
 
 
 def render(out: Path) -> str:
-    parts = ["Regenerate with `scripts/findings.sh` (it runs every grid below on the full "
-             "Fashion-MNIST, then this section is rewritten from its `summary.csv` files by "
-             "`scripts/findings.py`). LeNet-BN, batch 256, lr 1.0, sigmoid, unless a row says "
+    parts = ["These are the results library's runs (`bnviz/library/runs.sqlite`, the same "
+             "runs the pages open with). Regenerate with `scripts/findings.sh` "
+             "(`python3 -m bnviz library build`, which trains only what the library lacks, "
+             "then `python3 scripts/findings.py`, which rewrites this section). LeNet-BN, batch 256, lr 1.0, sigmoid, unless a row says "
              "otherwise. Every cell is the mean ± the half-width of its 95% confidence "
              "interval over paired seeds (Student t), n seeds; a sentence calls a difference "
              "only where the two intervals do not overlap."]
@@ -200,12 +204,23 @@ def render(out: Path) -> str:
             [(s.run.iloc[0], s.run.iloc[len(s) - 3]), (s.run.iloc[len(s) - 3], s.run.iloc[-2])]
             if len(s) >= 3 else [],
             "test_acc_precise")),
-        ("dataparallel", lambda s, r: section_pairs(
+        ("devices", lambda s, r: section_pairs(
             s, r, "Several devices (question 6), 3 epochs", "bnviz sweep "
             "dataparallel --epochs 3 --seeds 5", [
                 ("book BN, 2 devices (DataParallel)", "book BN, 1 device"),
                 ("nn.BatchNorm, 8 devices (32 per device)", "nn.BatchNorm, 1 device")])),
         ("bias", lambda s, r: section_bias(s, r, out / "bias")),
+        ("gamma", lambda s, r: section_pairs(
+            s, r, "gamma and beta learned or frozen at 1 and 0 (d2l's exercise), 10 epochs",
+            "bnviz library show --only gamma", [("gamma/beta learned", "gamma/beta frozen")],
+            "test_acc_precise")),
+        ("sgd_batch", lambda s, r: section_sweep(
+            s, r, "batch_size", "SGD batch size at a fixed number of examples seen (2 epochs, "
+            "lr 1.0 × batch / 256, GroupNorm 2 groups)", "bnviz library show --only "
+            "sgd_batch", "SGD batch")),
+        ("batch1", lambda s, r: section_pairs(
+            s, r, "Batch size 1 (the bundled subset, 2,000 images, 1 epoch, lr 0.02, ReLU)",
+            "bnviz library show --only batch1", [], "test_acc_running")),
     ]
     for name, fn in sections:
         s, runs = load(out, name)
@@ -216,19 +231,28 @@ def render(out: Path) -> str:
     return "\n\n".join(parts)
 
 
+def from_library(tmp: Path) -> Path:
+    from bnviz.library import LIBRARY_FILE, Library
+    from bnviz.library.build import export
+    export(Library(LIBRARY_FILE), tmp)
+    return tmp
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out", default=str(ROOT / "findings"))
+    p.add_argument("--out", help="a folder of grid results (default: the results library)")
     p.add_argument("--readme", default=str(ROOT / "README.md"))
     p.add_argument("--print", action="store_true", help="print the section, change nothing")
     args = p.parse_args()
-    body = render(Path(args.out))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(args.out) if args.out else from_library(Path(tmp))
+        body, d2l = render(out), render_d2l(out)
     if args.print:
-        print(render_d2l(Path(args.out)) + "\n\n" + body)
+        print(d2l + "\n\n" + body)
         return 0
     readme = Path(args.readme)
     text = replace_block(readme.read_text(), "findings", body)
-    text = replace_block(text, "d2l", render_d2l(Path(args.out)))
+    text = replace_block(text, "d2l", d2l)
     readme.write_text(text)
     print(f"findings: wrote {len(body.splitlines())} lines into {readme}")
     return 0

@@ -18,6 +18,7 @@ from bnviz.trainer import Trainer
 class EagerRunner:
     def __init__(self, store: RunStore, limits: Limits | None = None):
         self.store = store
+        self.library = None
         self.limits = limits or Limits()
         self.last_store_error = ""
         self.submitted = 0
@@ -45,7 +46,7 @@ class EagerRunner:
     def get(self, run_id: str) -> RunView | None:
         return self.store.load(run_id)
 
-    def find(self, cfg: Config) -> RunView | None:
+    def find(self, cfg: Config, library: bool = True) -> RunView | None:
         found = self.store.find_finished(cfg.config_id(), cfg.seed,
                                          data_mod.resolve_source(cfg.dataset))
         return self.get(found) if found else None

@@ -1,5 +1,6 @@
 """The batch-size page: the normalisation batch at a fixed SGD batch, the SGD batch as a
 separate question, and batch sizes 1 and 2."""
+from bnviz.experiments import DEFAULT_SEEDS
 from tests.apptest import open_page
 
 NORM_TITLE = "Examples per BN (the normalisation batch) at SGD batch 256"
@@ -20,7 +21,8 @@ def test_page_separates_the_normalisation_batch_from_the_sgd_batch():
     headers = [h.value for h in at.header]
     assert NORM_TITLE in headers and SGD_TITLE in headers
     assert headers.index(NORM_TITLE) < headers.index(SGD_TITLE)
-    assert any(n.label == "Seeds per configuration" and n.value == 3 for n in at.number_input)
+    assert any(n.label == "Seeds per configuration" and n.value == DEFAULT_SEEDS == 5
+               for n in at.number_input)
     text = page_text(at)
     assert "steps with **256 examples**" in text and "the SGD batch (256)" in text
     assert "**1 for every normalisation**" in text  # the same (base) lr for every norm

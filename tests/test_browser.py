@@ -1,4 +1,5 @@
 """A real browser: Chromium, driven by Playwright, against `streamlit run app.py`."""
+import sqlite3
 import time
 
 import pytest
@@ -7,8 +8,14 @@ from tests.server import serve
 
 pytestmark = pytest.mark.slow  # a real browser against a real server
 
-POINTS_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot'))
-  .map(g => (g.data || []).reduce((n, t) => n + ((t.x && t.x.length) || 0), 0))"""
+# Points per chart; plotly sends numpy/pandas columns as {dtype, bdata} (base64), lists as lists.
+POINTS_JS = """() => {
+  const size = {f8: 8, f4: 4, i8: 8, i4: 4, u4: 4, i2: 2, u2: 2, i1: 1, u1: 1};
+  const count = x => !x ? 0 : (x.bdata !== undefined ? atob(x.bdata).length / (size[x.dtype] || 8)
+                                                      : (x.length || 0));
+  return Array.from(document.querySelectorAll('.js-plotly-plot'))
+    .map(g => (g.data || []).reduce((n, t) => n + count(t.x), 0));
+}"""
 
 
 def chart_points(page) -> list[int]:
@@ -83,3 +90,83 @@ def test_share_link_opens_the_same_run_in_a_fresh_context(tmp_path, browser):
         wait_until(lambda: sum(chart_points(p2)) == points, timeout=20)
         assert link.split("run=")[1][:12] in p2.content()
         fresh.close()
+
+
+# Every question page, and what its library answer says on screen (the source line).
+QUESTION_PAGES = {"ablation": "5 paired seeds", "batch-size": "5 paired seeds",
+                  "bias": "5 paired seeds", "devices": "5 paired seeds",
+                  "fluctuation": "5 paired seeds", "gamma-beta": "5 paired seeds",
+                  "learning-rate": "5 paired seeds", "lab": "5 seeds of this configuration"}
+MENU = "Questions, answered by experiment"
+
+
+def answered(page, path: str, source: str) -> bool:
+    # chart_points first: a call into the page lets Playwright see the new address (page.url
+    # alone is a cached value, updated only while Playwright handles events)
+    return (sum(chart_points(page)) > 0 and page.url.split("?")[0].endswith("/" + path)
+            and page.get_by_text(source).count() > 0)
+
+
+def open_from_menu(page, path: str) -> float:
+    """Click the page's entry in the top menu, as a visitor does; returns when clicked."""
+    if path == "lab":
+        link = page.locator("header").locator('a[href$="/lab"]')
+        if not link.count():
+            page.locator("header").get_by_text("bnviz", exact=True).click()
+    else:
+        link = page.locator(f'a[href$="/{path}"]')
+        for _ in range(3):
+            if link.is_visible():
+                break
+            page.keyboard.press("Escape")
+            page.locator("header").get_by_text(MENU).click()
+            page.wait_for_timeout(300)
+    link = page.locator(f'a[href$="/{path}"]').first
+    t0 = time.time()
+    link.click()
+    return t0
+
+
+def test_question_pages_open_with_the_library_answer(tmp_path, browser):
+    """A fresh hosted server with an empty run store and only the bundled subset: every
+    question page draws the results library's answer (n = 5 seeds) within 2 s of opening it
+    from the menu, without a button pressed, and nothing is trained. The first view of the
+    fresh server (About) starts its warm-up (imports, library decoded:
+    bnviz.dashboard.nav.warm_server); the pages are timed once the log says it is done.
+    Opening a page from a link (a full page load: the browser starts Streamlit and plotly
+    again) is timed too."""
+    db = tmp_path / "runs.sqlite"
+    with serve(db, env={"BNVIZ_DATA": "subset", "BNVIZ_HOSTED": "1"}) as (url, _):
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        t0 = time.time()
+        page.goto(url + "/")  # a visitor arrives at About; the browser loads the app's code
+        page.get_by_text(MENU).first.wait_for(timeout=60000)
+        log = tmp_path / "streamlit.log"
+        wait_until(lambda: "bnviz: warm in" in log.read_text(), timeout=60)
+        print(f"\nfresh server: About shown and warm {time.time() - t0:.1f} s after the "
+              f"first request; {log.read_text().split('bnviz: warm in')[1].splitlines()[0]}")
+        menu, link = {}, {}
+        for path, source in QUESTION_PAGES.items():
+            t0 = open_from_menu(page, path)
+            try:
+                wait_until(lambda: answered(page, path, source), timeout=30, every=0.05)
+            except AssertionError:
+                page.screenshot(path=str(tmp_path / f"{path}.png"))
+                raise AssertionError(
+                    f"{path}: no answer drawn; at {page.url}, chart points "
+                    f"{chart_points(page)}, {source!r} found "
+                    f"{page.get_by_text(source).count()} times; now {answered(page, path, source)}"
+                    ) from None
+            menu[path] = time.time() - t0
+        for path, source in QUESTION_PAGES.items():
+            t0 = time.time()
+            page.goto(f"{url}/{path}")
+            wait_until(lambda: answered(page, path, source), timeout=30, every=0.05)
+            link[path] = time.time() - t0
+        for name, took in (("from the menu", menu), ("from a link", link)):
+            print(f"seconds to the library's answer {name}: " +
+                  ", ".join(f"{k} {v:.2f}" for k, v in took.items()))
+        assert max(menu.values()) < 2.0, menu
+        assert max(link.values()) < 3.0, link  # includes starting the app in the browser
+    rows = sqlite3.connect(db).execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+    assert rows == 0  # served from the library: nothing queued, nothing trained

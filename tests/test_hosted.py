@@ -126,3 +126,33 @@ def test_deploy_button_and_developer_menu_only_on_a_local_server(tmp_path, brows
     deploy, items = toolbar({"BNVIZ_HOSTED": "1"}, "hosted")
     assert deploy == 0 and "Rerun" not in items and "Clear cache" not in items
     assert "Print" in items  # the viewer's menu is still there
+
+
+def test_a_share_link_autostarts_only_library_answers_and_small_runs(monkeypatch):
+    """On a server with a small autostart budget (hosted: Limits.hosted().autostart_s), a link
+    to a run this server never had starts nothing expensive by itself."""
+    from bnviz.library.catalog import QUESTION
+    mgr = ui.manager()
+    monkeypatch.setattr(mgr.limits, "autostart_s", 15.0)
+    before = mgr.stats()["queued"] + mgr.stats()["running"]
+    ghost = "0123456789ab"
+    # expensive: 60 epochs of the subset at batch 8, minutes here
+    big = open_page("lab", {"dataset": "subset", "batch_size": "8", "epochs": "60",
+                            "run": ghost})
+    assert not big.exception, big.exception
+    assert any("press **Train** to run this" in i.value for i in big.info)
+    assert mgr.stats()["queued"] + mgr.stats()["running"] == before  # nothing queued
+    # in the results library: the library's run is shown, nothing is trained
+    lib_cfg = QUESTION["presets"].points()[2].config  # d2l-lenet, seed 0
+    params = {k: str(v) for k, v in lib_cfg.non_defaults().items() if k != "dataset"}
+    answered = open_page("lab", {**params, "run": ghost})
+    assert not answered.exception, answered.exception
+    assert any("results library's run" in i.value for i in answered.info)
+    v = mgr.get(answered.session_state.run_id)
+    assert v.info["source"] == "library" and v.status == "finished"
+    assert mgr.stats()["queued"] + mgr.stats()["running"] == before
+    # small: starts by itself
+    small = open_page("lab", {"dataset": "subset", "train_size": "256", "batch_size": "64",
+                              "epochs": "1", "seed": "77", "run": ghost})
+    assert any("starting the same experiment here" in i.value for i in small.info)
+    assert small.session_state.run_id != ghost

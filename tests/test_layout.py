@@ -3,7 +3,8 @@
 - the learner's core (bnviz/*.py) imports neither streamlit, plotly nor pandas, nor the run
   machinery (bnviz.runs), the dashboard (bnviz.dashboard) or the speed code (bnviz.speed);
 - the speed code is optional and plugged in from outside: it may use the core, nothing above;
-- the run machinery knows nothing of the dashboard or of streamlit/plotly;
+- the run machinery and the results library know nothing of the dashboard or of
+  streamlit/plotly;
 - pages and app.py use the dashboard helpers and the core; of the run machinery only the
   result tables (bnviz.runs.results), never the store or the job manager directly.
 """
@@ -44,7 +45,8 @@ CORE = sorted(p for p in (ROOT / "bnviz").glob("*.py") if p.name not in ("cli.py
 
 def test_the_tree_has_the_four_rooms():
     assert {p.name for p in (ROOT / "bnviz").iterdir() if p.is_dir() and
-            not p.name.startswith("__")} == {"runs", "dashboard", "speed", "datasets"}
+            not p.name.startswith("__")} == {"runs", "dashboard", "speed", "datasets",
+                                                "library"}
     assert len(CORE) >= 10 and (ROOT / "bnviz" / "model.py") in CORE
 
 
@@ -63,6 +65,13 @@ def test_speed_code_uses_only_the_core(path):
 @pytest.mark.parametrize("path", sorted((ROOT / "bnviz" / "runs").glob("*.py")),
                          ids=lambda p: p.name)
 def test_run_machinery_knows_no_dashboard(path):
+    assert banned(imports(path), UI_LIBS + ("bnviz.dashboard",)) == []
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "bnviz" / "library").glob("*.py")),
+                         ids=lambda p: p.name)
+def test_results_library_knows_no_dashboard(path):
+    """The library is runs in a store: the core and the run machinery, no UI."""
     assert banned(imports(path), UI_LIBS + ("bnviz.dashboard",)) == []
 
 

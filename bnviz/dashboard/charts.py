@@ -38,8 +38,35 @@ def _layout(fig: go.Figure, title: str, revision: str, height: int = 340,
     return fig
 
 
-def loss_figure(steps: pd.DataFrame, smoothing: float = 0.9, revision: str = "") -> go.Figure:
+BACKGROUND = "rgba(120,120,120,0.35)"
+
+
+def _background(fig: go.Figure, runs: list, y, name: str, dash: str | None = None) -> None:
+    """Faded curves of other runs (the results library's seeds of this configuration), drawn
+    first so the live run's are on top; `y(run)` gives (x, y) or None."""
+    first = True
+    for r in runs:
+        xy = y(r)
+        if xy is None:
+            continue
+        fig.add_scatter(x=xy[0], y=xy[1], mode="lines", name=name, legendgroup="background",
+                        showlegend=first, hoverinfo="skip",
+                        line=dict(color=BACKGROUND, width=1.5, dash=dash))
+        first = False
+
+
+def loss_figure(steps: pd.DataFrame, smoothing: float = 0.9, revision: str = "",
+                background: list | None = None) -> go.Figure:
+    """`background`: RunViews drawn faded behind (their smoothed loss)."""
     fig = go.Figure()
+
+    def bg_loss(r):
+        d = r.steps_frame()
+        if d.empty:
+            return None
+        d = thin(d.assign(smooth=ema(d["loss"], smoothing)))
+        return d["epoch"], d["smooth"]
+    _background(fig, background or [], bg_loss, _bg_name(background))
     if not steps.empty:
         s = steps.assign(smooth=ema(steps["loss"], smoothing))
         s = thin(s)
@@ -56,9 +83,20 @@ def loss_figure(steps: pd.DataFrame, smoothing: float = 0.9, revision: str = "")
     return _layout(fig, "Training loss", revision)
 
 
+def _bg_name(runs: list | None) -> str:
+    n = len(runs or [])
+    return f"results library, {n} seed{'s' if n != 1 else ''}"
+
+
 def accuracy_figure(steps: pd.DataFrame, evals: pd.DataFrame, smoothing: float = 0.9,
-                    revision: str = "") -> go.Figure:
+                    revision: str = "", background: list | None = None) -> go.Figure:
+    """`background`: RunViews whose test accuracy per evaluation is drawn faded behind."""
     fig = go.Figure()
+
+    def bg_test(r):
+        e = r.evals_frame()
+        return None if e.empty else (e["epoch"], e["test_acc"])
+    _background(fig, background or [], bg_test, _bg_name(background) + ": test acc")
     if not steps.empty:
         s = thin(steps.assign(smooth=ema(steps["acc"], smoothing)))
         fig.add_scatter(x=s["epoch"], y=s["smooth"], name="train batch acc (smoothed)",

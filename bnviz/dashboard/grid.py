@@ -10,6 +10,7 @@ from bnviz.config import shown
 from bnviz.dashboard import charts
 
 from bnviz.dashboard import ui
+from bnviz.library import data_text
 from bnviz.experiments import DEFAULT_SEEDS, GridPoint, with_seeds
 from bnviz.runs.results import runs_table, summarize
 
@@ -34,10 +35,54 @@ def submit_grid(points: list[GridPoint], rerun: bool = False) -> None:
             return
 
 
+HERE = " · run here"  # label suffix of a live run shown beside the library's of its config
+
+
 def grid_table(points: list[GridPoint]) -> pd.DataFrame:
-    """One row per run (configuration × seed), with the knobs the grid varies as columns."""
+    """One row per run (configuration × seed), with the knobs the grid varies as columns and
+    `source` ("library" or "here"). Where the results library answers a point and this
+    server also has its own run of that config and seed, both rows are kept: the live one
+    labelled HERE, beside the library's."""
     mgr = ui.manager()
-    return runs_table(points, [mgr.find(p.config) for p in points])
+    lib = getattr(mgr, "library", None)
+    rows, views, sources = [], [], []
+    extra, extra_views = [], []
+    for p in points:
+        here = mgr.find(p.config, library=False)
+        stored = lib.get(p.config) if lib is not None else None
+        if stored is None or (here is not None and here.run_id == stored.run_id):
+            rows.append(p), views.append(here), sources.append("here")
+        else:
+            rows.append(p), views.append(stored), sources.append("library")
+            if here is not None:
+                extra.append(GridPoint(p.label + HERE, p.config))
+                extra_views.append(here)
+    table = runs_table(rows + extra, views + extra_views)
+    table["source"] = sources + ["here"] * len(extra)
+    table.attrs["library_note"] = library_note([v for v in views if v is not None])
+    return table
+
+
+def library_note(views: list) -> str:
+    """Where the numbers come from, when any are the library's: seeds, epochs, data, the
+    bnviz and torch versions and the machine that measured them ("" when none are)."""
+    views = [v for v in views if v.info.get("source") == "library"]
+    if not views:
+        return ""
+    seeds: dict[str, set] = {}
+    for v in views:
+        seeds.setdefault(v.config.config_id(), set()).add(v.config.seed)
+    counts = sorted({len(s) for s in seeds.values()})
+    epochs = sorted({v.config.epochs for v in views})
+    datas = list(dict.fromkeys(data_text(v.info) for v in views))
+    i = views[0].info
+    n = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+    ep = "/".join(map(str, epochs))
+    return (f"📚 From the results library: {n} paired seeds per configuration, {ep} "
+            f"epoch{'s' if epochs != [1] else ''} each, {'; '.join(datas)}; measured with "
+            f"bnviz {i.get('bnviz_version', '?')} (torch {i.get('torch_version', '?')}, "
+            f"{i.get('device', 'cpu')}, {i.get('machine', '')}). Change a control to ask "
+            f"another question; ↻ Run again trains this one here, beside these.")
 
 
 def _seeds_key(page: str) -> str:
@@ -82,9 +127,15 @@ def seeds_widget(page: str) -> int:
     return page_seeds(page)
 
 
+def _reset(page: str) -> None:
+    ui.set_controls(ui.page_base(page))
+    st.session_state[_seeds_key(page)] = DEFAULT_SEEDS
+
+
 def grid_controls(names: tuple[str, ...], page: str) -> tuple:
     """URL-restored sidebar controls for a grid page, seeds included; returns
-    (base config, problems). The page's seed count is `page_seeds(page)`."""
+    (base config, problems). The page's seed count is `page_seeds(page)`. Away from the
+    page's defaults (the question the results library answers) a button goes back."""
     warnings = ui.load_url_once(page) + seeds_from_url(page)
     if warnings:
         ui.show_ignored(warnings)
@@ -94,9 +145,13 @@ def grid_controls(names: tuple[str, ...], page: str) -> tuple:
             ui.knob_widget(name)
         seeds_widget(page)
     base, problems = ui.controls_from_state()
+    if base != ui.page_base(page) or page_seeds(page) != DEFAULT_SEEDS:
+        st.sidebar.button("↺ Back to the stored answer", on_click=_reset, args=(page,),
+                          help="the page's default settings, which the results library "
+                               "answers without training")
     for p in problems:
         st.error(p)
-    ui.sync_url(base, None, seeds_extra(page))
+    ui.sync_url(base, None, seeds_extra(page), page=page)
     return base, problems
 
 
@@ -112,7 +167,8 @@ def run_buttons(points: list[GridPoint], base, label: str = "▶ Run the experim
     if c2.button("↻ Run again", key=f"again_{label}",
                  help="retrain even where an identical finished run is stored"):
         submit_grid(points, rerun=True)
-    c3.text_input("Share link", ui.share_link(base, None, seeds_extra(page) if page else None),
+    c3.text_input("Share link", ui.share_link(base, None, seeds_extra(page) if page else None,
+                                              page=page),
                   key=f"link_{label}", help="Opens this experiment and its stored results")
 
 
@@ -153,8 +209,14 @@ def grid_panel(points: list[GridPoint], key: str, chart=charts.grid_bar_figure) 
                 parts.append(f"{row.run}, seed {row.seed} ({v.progress['fraction']:.0%})")
                 frac += v.progress["fraction"]
         now = f" — now: {', '.join(parts)}" if parts else ""
-        if done < len(t):
+        if done < len(t) and (done or frac or len(running)
+                              or t.status.isin(["queued"]).any()):
             st.progress(min(1.0, (done + frac) / len(t)), text=f"{done} of {len(t)} runs done{now}")
+        note = t.attrs.get("library_note")
+        if note:
+            st.caption(note)
+        elif (t.status == "not run").all():
+            st.info(no_answer_text(points))
         st.plotly_chart(chart(t, revision=key), key=f"chart_{key}")
         summary = summarize(t)
         st.dataframe(summary_view(summary), hide_index=True, width="stretch")
@@ -177,6 +239,19 @@ def grid_panel(points: list[GridPoint], key: str, chart=charts.grid_bar_figure) 
             st.rerun()
     panel()
     return table
+
+
+def no_answer_text(points: list[GridPoint]) -> str:
+    from bnviz import cost, data
+    try:
+        secs = sum(cost.estimate(p.config, *data.sizes(p.config.dataset)).seconds()
+                   for p in points)
+        est = f" ({len(points)} runs, {cost.describe_seconds(secs)} of training here)"
+    except Exception:  # no data set here to size the runs: the Run button says why
+        est = ""
+    return ("No stored answer for these settings yet: the results library answers this "
+            "page's default settings (↺ in the sidebar goes back to them). Press **Run** to "
+            f"measure this question{est}.")
 
 
 def finished_all(table: pd.DataFrame) -> bool:

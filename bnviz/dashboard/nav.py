@@ -8,9 +8,16 @@ tests/test_browser.py checks a fresh server's first request; AppTest runs are le
 """
 from __future__ import annotations
 
+import logging
 import sys
+import threading
+import time
 
 import streamlit as st
+
+log = logging.getLogger("bnviz.warm")
+_warm_lock = threading.Lock()
+_warm_started = False
 
 
 def via_app() -> None:
@@ -26,3 +33,29 @@ def via_app() -> None:
     if getattr(PagesManager, "uses_pages_directory", None) and not len(st.session_state):
         PagesManager.uses_pages_directory = False
         st.rerun()
+
+
+def warm_server() -> None:
+    """Once per server process, on its first page view: import what the pages need (torch,
+    pandas, plotly: seconds on a small CPU) and decode the results library, in a background
+    thread, so a visitor who lands on About and opens a question finds it ready. The thread
+    calls no st.* function; it logs "bnviz: warm" with the time taken."""
+    global _warm_started
+    with _warm_lock:
+        if _warm_started:
+            return
+        _warm_started = True
+    threading.Thread(target=_warm, name="bnviz-warm-server", daemon=True).start()
+
+
+def _warm() -> None:
+    t0 = time.time()
+    try:
+        import bnviz.dashboard.grid  # noqa: F401  (torch, pandas, plotly, the runner)
+        from bnviz.library import open_library
+        lib = open_library()
+        n = lib.preload() if lib is not None else 0
+        print(f"bnviz: warm in {time.time() - t0:.1f} s ({n} library runs decoded)",
+              file=sys.stderr, flush=True)
+    except Exception as e:  # a page will report the same problem properly
+        log.warning("warm-up failed: %s", e)

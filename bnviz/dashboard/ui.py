@@ -115,15 +115,23 @@ def controls_from_state() -> tuple[Config, list[str]]:
     return parse_config(values)
 
 
+def page_base(page: str) -> Config:
+    """The controls a page opens with: Config's defaults with the page's own (its library
+    question's epochs, say) on top."""
+    from bnviz.library.catalog import page_settings
+    return Config().replace(**page_settings(page))
+
+
 def load_url_once(page: str) -> list[str]:
-    """On a page's first run in this session, restore the controls from the URL.
-    Returns the warnings about ignored parameters (shown, never raised)."""
+    """On a page's first run in this session, restore the controls from the URL, on top of
+    the page's defaults. Returns the warnings about ignored parameters (shown, never
+    raised)."""
     flag = f"url_loaded_{page}"
     if st.session_state.get(flag):
         return st.session_state.get(f"url_warnings_{page}", [])
     st.session_state[flag] = True
     params = {k: st.query_params.get_all(k) for k in st.query_params.keys()}
-    cfg, warnings = from_query(params, ignore=PAGE_PARAMS)
+    cfg, warnings = from_query(params, ignore=PAGE_PARAMS, base=page_base(page))
     set_controls(cfg)
     run = params.get("run", [None])[-1]
     if run is not None:
@@ -142,8 +150,9 @@ def show_ignored(warnings: list[str]) -> None:
     st.text("\n".join(f"- {w}" for w in warnings))
 
 
-def sync_url(cfg: Config, run_id: str | None, extra: dict[str, str] | None = None) -> None:
-    q = to_query(cfg)
+def sync_url(cfg: Config, run_id: str | None, extra: dict[str, str] | None = None,
+             page: str | None = None) -> None:
+    q = to_query(cfg, page_base(page) if page else None)
     if run_id:
         q["run"] = run_id
     q.update(extra or {})
@@ -155,9 +164,10 @@ def page_url() -> str:
     return (getattr(st.context, "url", None) or "").split("?")[0]
 
 
-def share_link(cfg: Config, run_id: str | None, extra: dict[str, str] | None = None) -> str:
+def share_link(cfg: Config, run_id: str | None, extra: dict[str, str] | None = None,
+               page: str | None = None) -> str:
     base = page_url()
-    q = to_query(cfg)
+    q = to_query(cfg, page_base(page) if page else None)
     if run_id:
         q["run"] = run_id
     q.update(extra or {})
@@ -220,10 +230,12 @@ def _cached_figure(part: str, token: tuple, build):
     return fig
 
 
-def run_charts(v, key: str = "") -> None:
-    """The four live charts of one run."""
+def run_charts(v, key: str = "", background: list | None = None) -> None:
+    """The four live charts of one run; `background` runs drawn faded behind the first two."""
     rev = v.run_id
-    n = (v.run_id, len(v.steps), len(v.evals), len(v.snapshots))
+    bg = background or []
+    n = (v.run_id, len(v.steps), len(v.evals), len(v.snapshots),
+         tuple(r.run_id for r in bg))
     c1, c2 = st.columns(2)
     smoothing = c1.slider("Loss smoothing", 0.0, 0.99, 0.9, 0.01, key=f"smooth{key}",
                           help="Exponential moving average of the per-iteration values")
@@ -235,9 +247,9 @@ def run_charts(v, key: str = "") -> None:
             steps, evals = v.steps_frame(), v.evals_frame()
         return steps, evals
     c1.plotly_chart(_cached_figure(f"loss{key}", (n, smoothing), lambda: charts.loss_figure(
-        frames()[0], smoothing, rev)), key=f"loss{key}")
+        frames()[0], smoothing, rev, bg)), key=f"loss{key}")
     c2.plotly_chart(_cached_figure(f"acc{key}", (n, smoothing), lambda: charts.accuracy_figure(
-        *frames(), smoothing, rev)), key=f"acc{key}")
+        *frames(), smoothing, rev, bg)), key=f"acc{key}")
     c3, c4 = st.columns(2)
     c3.plotly_chart(_cached_figure(f"fluct{key}", n[:1] + n[2:3], lambda: charts.fluctuation_figure(
         frames()[1], revision=rev)), key=f"fluct{key}")
@@ -257,6 +269,16 @@ def run_charts(v, key: str = "") -> None:
         snap_frame(), stat, revision=rev)), key=f"dist{key}")
     st.plotly_chart(_cached_figure(f"affine{key}", snap_token, lambda: charts.affine_figure(
         snap_frame(), stat, rev)), key=f"affine{key}")
+
+
+def background_charts(runs: list) -> None:
+    """Before a run: the library's curves of this configuration, faded, where a run of it
+    should land."""
+    import pandas as pd
+    c1, c2 = st.columns(2)
+    empty = pd.DataFrame()
+    c1.plotly_chart(charts.loss_figure(empty, background=runs), key="bg_loss")
+    c2.plotly_chart(charts.accuracy_figure(empty, empty, background=runs), key="bg_acc")
 
 
 def placeholder_charts() -> None:
@@ -286,8 +308,9 @@ def downloads(v) -> None:
                        f"bnviz-{v.run_id}-config.json", "application/json")
 
 
-def live_run(run_id: str, key: str = "") -> None:
-    """Status, progress and charts of a run, polled once a second while it is active."""
+def live_run(run_id: str, key: str = "", background: list | None = None) -> None:
+    """Status, progress and charts of a run, polled once a second while it is active;
+    `background` runs are drawn faded behind its loss and accuracy."""
     mgr = manager()
     first = mgr.get(run_id)
     # A run pressed a moment ago gets its first step within a few hundred ms: waiting for it
@@ -308,7 +331,7 @@ def live_run(run_id: str, key: str = "") -> None:
             return
         status_line(v)
         if len(v.steps) or v.evals:
-            run_charts(v, key)
+            run_charts(v, key, background)
         elif v.active:
             st.caption("Waiting for the first iteration…")
         if first.active and not v.active:

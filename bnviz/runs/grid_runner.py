@@ -32,12 +32,20 @@ def run_grid(points: list[GridPoint], store: RunStore | None, reuse: bool = True
     """Train (or reuse) every point. jobs > 1 trains that many runs at once in separate
     processes, each with cores/jobs torch threads, so they never fight over a core."""
     stored: dict[int, object] = {}
-    if reuse and store is not None:
-        for i, p in enumerate(points):
-            found = store.find_finished(p.config.config_id(), p.config.seed,
-                                        data_mod.resolve_source(p.config.dataset))
-            if found:
-                stored[i] = store.load(found)
+    library = None
+    if reuse:
+        from bnviz.library import open_library
+        library = open_library()
+    for i, p in enumerate(points):
+        if not reuse:
+            break
+        found = store.find_finished(p.config.config_id(), p.config.seed,
+                                    data_mod.resolve_source(p.config.dataset)) \
+            if store is not None else None
+        if found:
+            stored[i] = store.load(found)
+        elif library is not None and (view := library.get(p.config)) is not None:
+            stored[i] = view  # the results library's run: what the pages show
     todo = [i for i in range(len(points)) if i not in stored]
     if jobs > 1 and len(todo) > 1:
         import multiprocessing
@@ -52,7 +60,8 @@ def run_grid(points: list[GridPoint], store: RunStore | None, reuse: bool = True
     views = []
     for i, p in enumerate(points, 1):
         view = stored.get(i - 1)
-        how = "reused from the run store"
+        how = "from the results library" if view is not None and \
+            view.info.get("source") == "library" else "reused from the run store"
         if view is None:
             view = trained[i - 1]
             how = "trained"

@@ -55,11 +55,12 @@ class JobManager:
 
     def __init__(self, workers: int = 1, store: RunStore | None = None,
                  limits: Limits | None = None, torch_threads: int | None = None,
-                 observers: Iterable[Callable] = ()):
+                 observers: Iterable[Callable] = (), library=None):
         if torch_threads:
             import torch
             torch.set_num_threads(torch_threads)
         self.store = store
+        self.library = library  # bnviz.library.Library: answers looked up after the store
         self.limits = limits or Limits()
         self.observers = list(observers)
         self.last_store_error = ""  # set while the store fails; pages show it
@@ -147,7 +148,11 @@ class JobManager:
         if rec is not None:
             return rec.view()
         if self.store is not None:
-            return self._safe(lambda: self.store.load(run_id))
+            v = self._safe(lambda: self.store.load(run_id))
+            if v is not None:
+                return v
+        if self.library is not None:
+            return self.library.load(run_id)
         return None
 
     def _finished_twin(self, cfg: Config) -> str | None:
@@ -161,13 +166,16 @@ class JobManager:
                      and r.info.get("data_source") == source]
         if twins:
             return max(twins, key=lambda r: r.created).run_id
-        if self.store is None:
-            return None
-        return self._safe(lambda: self.store.find_finished(key[0], key[1], source))
+        found = None
+        if self.store is not None:
+            found = self._safe(lambda: self.store.find_finished(key[0], key[1], source))
+        if found is None and self.library is not None:
+            found = self.library.find(cfg)
+        return found
 
-    def find(self, cfg: Config) -> RunView | None:
+    def find(self, cfg: Config, library: bool = True) -> RunView | None:
         """The newest run of exactly this config and seed: live in memory, else finished in
-        the store."""
+        the store, else (unless `library` is False) the results library's."""
         with self._cv:
             live = [r for r in self._jobs.values() if r.config == cfg]
         if live:
@@ -177,6 +185,8 @@ class JobManager:
                 cfg.config_id(), cfg.seed, data_mod.resolve_source(cfg.dataset)))
             if found:
                 return self.get(found)
+        if library and self.library is not None:
+            return self.library.get(cfg)
         return None
 
     def active_run(self, session: str) -> str | None:

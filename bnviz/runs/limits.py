@@ -27,6 +27,10 @@ class Limits:
     budget_factor: float = 3.0
     budget_min_s: float = 60.0
     max_workers: int = 0  # training threads, whatever BNVIZ_WORKERS asks for
+    # A share link to a run this server does not have starts that run by itself only when
+    # the results library answers it or its estimate is at most this many seconds; otherwise
+    # the page waits for Train. 0 = always (a local server).
+    autostart_s: float = 0.0
     keep_finished_s: float = 3600.0  # ended runs leave memory after this (the store keeps them)
     expire_every_s: float = 30.0  # how often that sweep runs
 
@@ -37,7 +41,13 @@ class Limits:
         # with bnviz.cost's default rates) fits; batch 2 evaluated every step does not.
         return cls(per_session=1, per_session_queued=24, max_queue=64, max_epochs=10,
                    max_train_size=60000, max_work=0, max_seconds=120.0, max_workers=2,
-                   keep_finished_s=900, expire_every_s=30)
+                   autostart_s=15.0, keep_finished_s=900, expire_every_s=30)
+
+    def may_autostart(self, cfg: Config, n_train: int, n_test: int,
+                      in_library: bool) -> bool:
+        """Whether a share link may start `cfg` without anyone pressing Train."""
+        return in_library or not self.autostart_s or \
+            self.estimate(cfg, n_train, n_test) <= self.autostart_s
 
     def estimate(self, cfg: Config, n_train: int, n_test: int) -> float:
         """The run's estimated seconds on this server."""

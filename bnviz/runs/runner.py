@@ -27,13 +27,17 @@ class Runner(Protocol):
     - `submit` validates, applies the server's limits and returns a run id at once; it raises
       JobRefused with the limit named, never anything else. A finished run of the same config
       and seed may be returned instead when `reuse`.
-    - `get` returns a frozen RunView (live while active, else from the store) or None.
+    - `get` returns a frozen RunView (live while active, else from the store, else from the
+      results library) or None.
+    - `find` returns the newest run of a config and seed the same way; `library=False` leaves
+      the library out (a page shows a live run beside the library's).
     - `cancel` with a session stops only that session's runs; it returns whether it did.
     - `owns` says whether a session may stop a run; every other session sees it read-only.
     - `stats` has at least queued, running, in_memory and workers.
     - `shutdown` stops every run and leaves no thread behind; later submits are refused.
     """
     store: RunStore | None
+    library: object | None  # bnviz.library.Library, read after the store; None: no library
     last_store_error: str
 
     def submit(self, cfg: Config, session: str = "", reuse: bool = True,
@@ -43,7 +47,7 @@ class Runner(Protocol):
 
     def get(self, run_id: str) -> RunView | None: ...
 
-    def find(self, cfg: Config) -> RunView | None: ...
+    def find(self, cfg: Config, library: bool = True) -> RunView | None: ...
 
     def owns(self, run_id: str, session: str) -> bool: ...
 
@@ -90,6 +94,8 @@ def runner_from_env(env: Mapping[str, str] | None = None) -> Runner:
     cores = os.cpu_count() or 2
     threads = _int(env, "BNVIZ_TORCH_THREADS",
                    1 if hosted else max(1, (cores - 1) // workers)) or None
-    mgr = JobManager(workers=workers, store=store, limits=limits, torch_threads=threads)
+    from bnviz.library import open_library
+    mgr = JobManager(workers=workers, store=store, limits=limits, torch_threads=threads,
+                     library=open_library())
     mgr.last_store_error = error or mgr.last_store_error
     return mgr

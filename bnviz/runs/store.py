@@ -163,12 +163,26 @@ def _json(v: Any) -> str:
 class RunStore:
     """One connection per thread; SQLite's WAL lets many readers run beside one writer."""
 
-    def __init__(self, path: Path | str | None = None, timeout: float = 15.0):
+    def __init__(self, path: Path | str | None = None, timeout: float = 15.0,
+                 readonly: bool = False):
+        """`readonly` opens a file nobody writes while it is open (the shipped results
+        library, perhaps in a read-only site-packages) as immutable: no lock, no journal,
+        no migration; a file of another schema version is refused with the reason."""
         self.path = Path(path) if path else default_path()
         self.timeout = timeout  # seconds a write waits for another program's lock
+        self.readonly = readonly
         self._local = threading.local()
         self._write_lock = threading.Lock()
         try:
+            if readonly:
+                if not self.path.is_file():
+                    raise StoreError(f"{self.path} does not exist")
+                version = self._conn().execute("PRAGMA user_version").fetchone()[0]
+                if version != SCHEMA_VERSION:
+                    raise StoreError(
+                        f"{self.path} has schema version {version}, this bnviz reads "
+                        f"{SCHEMA_VERSION}; rebuild it (python -m bnviz library build)")
+                return
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._write_lock:
                 self._migrate(self._conn())
@@ -221,6 +235,11 @@ class RunStore:
 
     def _conn(self) -> sqlite3.Connection:
         c = getattr(self._local, "conn", None)
+        if c is None and self.readonly:
+            c = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro&immutable=1",
+                                uri=True, isolation_level=None, check_same_thread=False)
+            c.row_factory = sqlite3.Row
+            self._local.conn = c
         if c is None:
             c = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
                                 check_same_thread=False)
@@ -300,10 +319,12 @@ class RunStore:
                        json.loads(r["evals"] or "[]"), _unpack_snapshots(r["snapshots"]),
                        json.loads(r["epochs"] or "[]"))
 
-    def find_finished(self, config_id: str, seed: int, data_source: str | None = None
-                      ) -> str | None:
-        sql = "SELECT run_id FROM runs WHERE config_id=? AND seed=? AND status='finished'"
-        params: list = [config_id, seed]
+    def find_finished(self, config_id: str, seed: int, data_source: str | None = None,
+                      statuses: tuple[str, ...] = ("finished",)) -> str | None:
+        """The newest run of this config id and seed that ended in one of `statuses`."""
+        marks = ",".join("?" * len(statuses))
+        sql = f"SELECT run_id FROM runs WHERE config_id=? AND seed=? AND status IN ({marks})"
+        params: list = [config_id, seed, *statuses]
         if data_source:
             sql += " AND data_source=?"
             params.append(data_source)

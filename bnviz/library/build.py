@@ -1,0 +1,317 @@
+"""Build and check the results library.
+
+build: every run of every question's default grid (catalog.QUESTIONS) that the library lacks
+is copied from the user's run store when a finished run of the same config and seed is
+there, else trained on the CPU with one torch thread per process (deterministic per seed, so
+`check --full` can retrain one and compare). Each run is written the moment it ends, so a
+stopped build resumes where it stopped. The step series is averaged into at most STEP_POINTS
+points; evaluations and gamma/beta snapshots are kept whole.
+
+check: every question's default grid present with its seeds, every stored config valid and
+stored under the id today's code computes for it; with retrain, one entry chosen at random
+is trained again and must match its stored final numbers.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import random
+import sqlite3
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterable, TextIO
+
+import numpy as np
+
+from bnviz.config import Config, config_from_dict, validate
+from bnviz.library import ENDED, LIBRARY_FILE, SOURCE, Library, bnviz_version, library_key
+from bnviz.library.catalog import QUESTIONS, Question
+from bnviz.runs.record import RunView
+from bnviz.runs.store import RunStore, StoreError, rekey_config_ids
+
+STEP_POINTS = 2400  # a 10-epoch run at batch 256 (2,350 steps) is kept whole
+MATCHED = ("train_loss", "train_acc", "test_acc_running", "test_acc_precise")
+TOLERANCE = 1e-6  # CPU training is bitwise repeatable per seed; this only absorbs printing
+
+
+@dataclass
+class Entry:
+    """One run the library must hold, and every (question, label) it answers."""
+    config: Config
+    answers: list[tuple[str, str]]
+
+    @property
+    def name(self) -> str:
+        q, label = self.answers[0]
+        return f"{q} · {label}, seed {self.config.seed}"
+
+
+def plan(questions: Iterable[Question] = QUESTIONS) -> list[Entry]:
+    """The library's runs, each once (the d2l preset is also the ablation's 'all four')."""
+    entries: dict[tuple, Entry] = {}
+    for q in questions:
+        for p in q.points():
+            cfg = library_key(p.config)
+            key = (cfg.config_id(), cfg.seed, cfg.dataset)
+            if key in entries:
+                entries[key].answers.append((q.key, p.label))
+            else:
+                entries[key] = Entry(cfg, [(q.key, p.label)])
+    return list(entries.values())
+
+
+def downsample_steps(steps: np.ndarray, points: int = STEP_POINTS) -> np.ndarray:
+    """At most `points` rows: loss and batch accuracy averaged over equal runs of steps,
+    each row at the iteration and epoch of its last step."""
+    n = len(steps)
+    if n <= points:
+        return steps.copy()
+    edges = np.linspace(0, n, points + 1).astype(int)
+    out = np.empty((points, steps.shape[1]))
+    for i, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
+        out[i, :2] = steps[b - 1, :2]
+        out[i, 2:] = steps[a:b, 2:].mean(axis=0)
+    return out
+
+
+def as_library_run(v: RunView, entry: Entry) -> RunView:
+    import torch
+    info = {**v.info, "source": SOURCE, "bnviz_version": bnviz_version(),
+            "torch_version": torch.__version__.split("+")[0],
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+            "answers": [list(a) for a in entry.answers],
+            "steps_note": (f"training loss and batch accuracy averaged over runs of "
+                           f"{max(1, round(len(v.steps) / STEP_POINTS))} steps")
+            if len(v.steps) > STEP_POINTS else ""}
+    summary = {**v.summary, "config_id": v.config.config_id()}
+    return replace(v, config=entry.config, info=info, summary=summary, session=SOURCE,
+                   steps=downsample_steps(v.steps))
+
+
+def train_one(cfg: Config) -> RunView:
+    """Train one run exactly as the library's were (one torch thread, the fast path when
+    built, the same listeners)."""
+    from bnviz.runs.jobs import new_run_id
+    from bnviz.runs.record import RunRecord
+    from bnviz.speed.lenet import training_kwargs
+    from bnviz.trainer import Trainer
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rec = RunRecord(new_run_id(), cfg, session=SOURCE)
+        Trainer(cfg, [rec], **training_kwargs(cfg)).run()
+    finally:
+        torch.set_num_threads(before)
+    return rec.view()
+
+
+class Progress:
+    """A one-line bar on a terminal, one line per run elsewhere (logs, CI)."""
+
+    def __init__(self, total: int, out: TextIO):
+        self.total, self.out, self.done, self.t0 = total, out, 0, time.time()
+        self.trained_s = 0.0
+        self.tty = hasattr(out, "isatty") and out.isatty()
+
+    def step(self, text: str, left_s: float | None = None) -> None:
+        self.done += 1
+        eta = f" · about {left_s / 60:.0f} min left" if left_s else ""
+        if self.tty:
+            filled = int(30 * self.done / max(1, self.total))
+            self.out.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total}"
+                           f"{eta} · {text[:60]:<60}")
+            if self.done == self.total:
+                self.out.write("\n")
+        else:
+            self.out.write(f"[{self.done}/{self.total}] {text}{eta}\n")
+        self.out.flush()
+
+
+def _writable(path: Path) -> RunStore:
+    lib = RunStore(path)
+    c = lib._conn()
+    with lib._write_lock:
+        c.execute("BEGIN IMMEDIATE")
+        n = rekey_config_ids(c)  # full configs are kept: an id change re-keys, never retrains
+        c.execute("COMMIT")
+    if n:
+        print(f"re-keyed {n} library runs to today's config ids", file=sys.stderr)
+    return lib
+
+
+def _seal(path: Path) -> None:
+    """One self-contained file (no -wal/-shm beside it), compacted, for read-only opening."""
+    c = sqlite3.connect(path, isolation_level=None)
+    c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    c.execute("PRAGMA journal_mode=DELETE")
+    c.execute("VACUUM")
+    c.close()
+
+
+def build(path: Path = LIBRARY_FILE, questions: Iterable[Question] = QUESTIONS,
+          jobs: int = 2, reuse: RunStore | None = None, out: TextIO = sys.stderr,
+          limit: int | None = None) -> dict:
+    """Fill the library; returns counts (present, copied, trained, seconds). `limit` stops
+    after training that many runs (tests, and a stop that resumes)."""
+    from bnviz import cost, data
+    entries = plan(questions)
+    lib = _writable(path)
+    todo, present, copied = [], 0, 0
+    for e in entries:
+        cid, seed, src = e.config.config_id(), e.config.seed, _src(e.config)
+        if lib.find_finished(cid, seed, src, ENDED):
+            present += 1
+            continue
+        found = reuse.find_finished(cid, seed, src, ENDED) if reuse is not None else None
+        if found:
+            lib.save(as_library_run(reuse.load(found), e))
+            copied += 1
+            continue
+        todo.append(e)
+    todo.sort(key=lambda e: -cost.estimate(e.config, *data.sizes(e.config.dataset)).seconds())
+    if limit is not None:
+        todo = todo[:limit]
+    print(f"library {path}: {len(entries)} runs; {present} already in it, {copied} copied "
+          f"from the run store, {len(todo)} to train on {jobs} process(es)", file=out)
+    bar = Progress(len(todo), out)
+    t0 = time.time()
+    left = sum(cost.estimate(e.config, *data.sizes(e.config.dataset)).seconds() for e in todo)
+    if todo:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        with ProcessPoolExecutor(max(1, jobs), multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(train_one, e.config): e for e in todo}
+            for f in as_completed(futures):
+                e = futures[f]
+                v = f.result()
+                lib.save(as_library_run(v, e))
+                left -= cost.estimate(e.config, *data.sizes(e.config.dataset)).seconds()
+                bar.step(f"{e.name}: {v.status}, test acc "
+                         f"{v.summary.get('test_acc', math.nan):.3f}",
+                         max(0.0, left) / max(1, jobs))
+    lib.close()
+    _seal(path)
+    return dict(runs=len(entries), present=present, copied=copied, trained=len(todo),
+                seconds=time.time() - t0)
+
+
+def _src(cfg: Config) -> str:
+    return "subset" if cfg.dataset == "subset" else "full"
+
+
+def check(path: Path = LIBRARY_FILE, questions: Iterable[Question] = QUESTIONS,
+          retrain: bool = False, rng: random.Random | None = None,
+          out: TextIO = sys.stdout) -> list[str]:
+    """Problems found (empty: the library answers today's code)."""
+    try:
+        lib = Library(path)
+    except StoreError as e:
+        return [f"the library cannot be read: {e}"]
+    problems: list[str] = []
+    stale = 0
+    for r in lib.store._read("SELECT run_id, config_id, seed, config, info FROM runs"):
+        answers = json.loads(r["info"]).get("answers") or [["?", "?"]]
+        name = f"{answers[0][0]} · {answers[0][1]}, seed {r['seed']} (run {r['run_id']})"
+        raw = json.loads(r["config"])
+        cfg = config_from_dict(raw)
+        unknown = sorted(set(raw) - set(cfg.to_dict()))
+        errs = validate(cfg) + [f"setting {k!r} no longer exists" for k in unknown]
+        if errs:
+            problems.append(f"invalid config: {name}: {'; '.join(errs)}")
+        elif cfg.config_id() != r["config_id"]:
+            stale += 1
+            problems.append(f"stale entry: {name} is stored under config id {r['config_id']}, "
+                            f"today's code computes {cfg.config_id()} for its config")
+    missing = []
+    for q in questions:
+        for p in q.points():
+            if lib.find(p.config) is None:
+                missing.append(f"missing: {q.key} · {p.label}, seed {p.config.seed} (config "
+                               f"id {library_key(p.config).config_id()})")
+    problems += missing
+    if stale or missing:
+        problems.append("a knob default, the config-id scheme or a page's default grid "
+                        "changed: run `python -m bnviz library build` (it re-keys stored "
+                        "configs and trains only what is missing)")
+    print(f"library {path}: {len(lib)} runs, {path.stat().st_size / 1e6:.1f} MB; "
+          f"{sum(len(q.points()) for q in questions)} question runs checked", file=out)
+    if retrain and not problems:
+        problems += check_retrain(lib, questions, rng or random.Random(), out)
+    return problems
+
+
+def check_retrain(lib: Library, questions: Iterable[Question], rng: random.Random,
+                  out: TextIO) -> list[str]:
+    entry = rng.choice(plan(questions))
+    stored = lib.get(entry.config)
+    print(f"retraining {entry.name} (run {stored.run_id}) ...", file=out, flush=True)
+    t0 = time.time()
+    fresh = train_one(entry.config)
+    print(f"  {time.time() - t0:.0f} s; stored / now:", file=out)
+    problems = []
+    if fresh.status != stored.status:
+        problems.append(f"{entry.name}: stored {stored.status}, retrained {fresh.status}")
+    for k in MATCHED:
+        a, b = stored.summary.get(k, math.nan), fresh.summary.get(k, math.nan)
+        print(f"  {k:18s} {a:.6f} / {b:.6f}", file=out)
+        same = (a != a and b != b) or abs(a - b) <= TOLERANCE
+        if not same:
+            problems.append(f"{entry.name}: {k} stored {a:.6f}, retrained {b:.6f}")
+    return problems
+
+
+def answer(lib: Library, q: Question):
+    """A question's runs table (one row per configuration × seed) from the library."""
+    from bnviz.runs.results import runs_table
+    points = q.points()
+    return runs_table(points, [lib.get(p.config) for p in points])
+
+
+def answers_text(lib: Library, questions: Iterable[Question] = QUESTIONS) -> str:
+    """Every question's answer as plain text: mean ± 95% CI half-width (n) per configuration."""
+    from bnviz.runs.results import summarize
+    lines = []
+    for q in questions:
+        s = summarize(answer(lib, q))
+        epochs = sorted({p.config.epochs for p in q.points()})
+        lines.append(f"\n{q.title} ({q.key}; {'/'.join(map(str, epochs))} epochs, "
+                     f"n = seeds per row)")
+        lines.append(f"  {'configuration':46s} {'train loss':>15s} {'test running':>15s} "
+                     f"{'test PreciseBN':>15s}  n")
+        for r in s.itertuples():
+            cells = [f"{getattr(r, m):.3f} ± {getattr(r, m + '_ci'):.3f}"
+                     if getattr(r, m) == getattr(r, m) else "–"
+                     for m in ("train_loss", "test_acc_running", "test_acc_precise")]
+            bad = f" ({r.ended_badly} diverged/failed)" if r.ended_badly else ""
+            lines.append(f"  {r.run[:46]:46s} {cells[0]:>15s} {cells[1]:>15s} {cells[2]:>15s}"
+                         f"  {r.n}/{r.runs}{bad}")
+    return "\n".join(lines)
+
+
+def export(lib: Library, out: Path, questions: Iterable[Question] = QUESTIONS) -> list[Path]:
+    """Each question's results.csv (one row per run) and summary.csv (mean, 95% CI, n per
+    configuration) under out/<key>/, as `bnviz sweep --out` writes them; the bias question
+    also gets loss_difference.txt. scripts/findings.py renders the README from these."""
+    from bnviz.cli import bias_text
+    from bnviz.runs.results import summarize
+    written = []
+    for q in questions:
+        table = answer(lib, q)
+        d = out / q.key
+        d.mkdir(parents=True, exist_ok=True)
+        table.to_csv(d / "results.csv", index=False)
+        summarize(table).to_csv(d / "summary.csv", index=False)
+        written.append(d)
+        if q.key == "bias":
+            points = q.points()
+            table.attrs["views"] = {v.run_id: v for v in (lib.get(p.config) for p in points)
+                                    if v is not None}
+            text = bias_text(table)
+            (d / "loss_difference.txt").write_text(
+                ", ".join(line.strip() for line in text.splitlines()[1:]) + "\n")
+    return written
