@@ -14,12 +14,18 @@ from tests.apptest import button, open_page
 from tests.fake_runner import EagerRunner
 
 
-@pytest.fixture(params=["jobmanager", "eager-fake"])
+@pytest.fixture(params=["jobmanager", "eager-fake", "ray"])
 def runner(request, tmp_path):
     store = RunStore(tmp_path / "runs.sqlite")
     limits = Limits(max_epochs=3)
-    r = JobManager(workers=1, store=store, limits=limits) if request.param == "jobmanager" \
-        else EagerRunner(store, limits)
+    if request.param == "ray":  # a real local Ray cluster (tests/conftest.py)
+        request.getfixturevalue("ray_cluster")
+        from bnviz.runs.ray_runner import RayRunner
+        r = RayRunner(store=store, limits=limits)
+    elif request.param == "jobmanager":
+        r = JobManager(workers=1, store=store, limits=limits)
+    else:
+        r = EagerRunner(store, limits)
     yield r
     r.shutdown()
 

@@ -283,7 +283,7 @@ class JobManager:
                 listeners.insert(0, self._time_budget(rec, budget))
             if self.store is not None:
                 listeners.append(self._on_start(rec))
-            Trainer(rec.config, listeners, stop=rec.stop, **training_kwargs(rec.config)).run()
+            self._train(rec, listeners)
         except Exception as e:  # noqa: BLE001 - the worker lives on, the run is failed
             rec.set_status("failed", f"the worker crashed: {type(e).__name__}: {e}")
             saved.clear()
@@ -292,6 +292,11 @@ class JobManager:
             saved.clear()
         if not saved.is_set():
             self._persist(rec)
+
+    def _train(self, rec: RunRecord, listeners: list) -> None:
+        """Train the run here, in this worker thread, feeding every event to `listeners`
+        (bnviz.runs.ray_runner trains it on a Ray worker instead). rec.stop stops it."""
+        Trainer(rec.config, listeners, stop=rec.stop, **training_kwargs(rec.config)).run()
 
     def _saved_before_ended(self, rec: RunRecord, saved: threading.Event):
         """The record as listener, except that a run's final state reaches the store before

@@ -1,8 +1,8 @@
 """What the pages need from whatever trains the runs, and how a server picks its runner.
 
-`JobManager` (threads in the web server's process) is the one runner shipped. A runner that
-trains on other machines — Ray actors, Celery workers fed through Redis — implements the same
-six calls and the pages stay as they are; see "Deploying" in the README for the contract.
+`JobManager` (threads in the web server's process) is the default runner; `RayRunner`
+(bnviz.runs.ray_runner, BNVIZ_RUNNER=ray) trains the same runs on a Ray cluster. Any runner
+implements the calls below and the pages stay as they are; see "Deploying" in the README.
 """
 from __future__ import annotations
 
@@ -95,6 +95,11 @@ def runner_from_env(env: Mapping[str, str] | None = None) -> Runner:
     threads = _int(env, "BNVIZ_TORCH_THREADS",
                    1 if hosted else max(1, (cores - 1) // workers)) or None
     from bnviz.library import open_library
+    if env.get("BNVIZ_RUNNER", "").lower() == "ray":  # training on a Ray cluster
+        from bnviz.runs.ray_runner import ray_runner_from_env
+        mgr = ray_runner_from_env(env, store, limits, open_library())
+        mgr.last_store_error = error or mgr.last_store_error
+        return mgr
     mgr = JobManager(workers=workers, store=store, limits=limits, torch_threads=threads,
                      library=open_library())
     mgr.last_store_error = error or mgr.last_store_error

@@ -1,0 +1,112 @@
+"""The Ray runner against a real local Ray cluster (ray.init(num_cpus=2)): the Runner
+contract, a 4-run grid with the same numbers as JobManager, cancel within a step, and a worker
+process killed mid-run."""
+import os
+import signal
+import time
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="the Ray extra: pip install -e '.[ray]'")
+
+from bnviz.config import Config  # noqa: E402
+from bnviz.experiments import bias_grid, with_seeds  # noqa: E402
+from bnviz.runs.jobs import JobManager, Limits  # noqa: E402
+from bnviz.runs.ray_runner import RayRunner  # noqa: E402
+from bnviz.runs.runner import Runner  # noqa: E402
+from bnviz.runs.store import RunStore  # noqa: E402
+
+TINY = Config().replace(dataset="subset", train_size=256, batch_size=64, epochs=1)
+LONG = TINY.replace(train_size=2048, batch_size=16, epochs=200)
+
+
+@pytest.fixture
+def runner(ray_cluster, tmp_path):
+    r = RayRunner(store=RunStore(tmp_path / "runs.sqlite"), limits=Limits(per_session=8))
+    yield r
+    r.shutdown()
+
+
+def wait(runner, run_id, timeout=120.0):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        v = runner.get(run_id)
+        if v is not None and not v.active:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"run {run_id} still {runner.get(run_id).status}")
+
+
+def test_ray_runner_keeps_the_runner_contract(runner):
+    assert isinstance(runner, Runner) and runner.stats()["workers"] == 2
+    run_id = runner.submit(TINY, session="a")
+    v = wait(runner, run_id)
+    assert v.status == "finished" and len(v.steps) == 4 and v.evals and v.snapshots
+    assert runner.store.load(run_id).status == "finished"  # the web server saved it
+    assert runner.find(TINY).run_id == run_id
+    assert runner.submit(TINY, session="b") == run_id  # reused, not trained again
+    assert not runner.cancel(run_id, session="b")
+    runner.shutdown()
+    with pytest.raises(Exception, match="shutting down"):
+        runner.submit(TINY.replace(seed=9), session="a")
+
+
+def test_a_grid_on_ray_gives_the_numbers_jobmanager_gives(runner, tmp_path):
+    points = with_seeds(bias_grid(TINY), 2)  # 4 runs, fanned out over the cluster
+    ids = [runner.submit(p.config, session="g", group="grid") for p in points]
+    on_ray = [wait(runner, i) for i in ids]
+    local = JobManager(workers=1, store=RunStore(tmp_path / "local.sqlite"), torch_threads=1,
+                       limits=Limits(per_session=8))
+    try:
+        here = [wait(local, local.submit(p.config, session="g", group="grid"))
+                for p in points]
+    finally:
+        local.shutdown()
+    for a, b in zip(on_ray, here):
+        assert a.status == b.status == "finished"
+        for k in ("train_loss", "train_acc", "test_acc_running", "test_acc_precise"):
+            assert a.summary[k] == pytest.approx(b.summary[k], abs=1e-6), k
+        assert len(a.steps) == len(b.steps) and len(a.evals) == len(b.evals)
+
+
+def test_cancel_reaches_the_ray_worker_within_a_step(runner):
+    run_id = runner.submit(LONG, session="c")
+    t0 = time.time()
+    while not len(runner.get(run_id).steps) and time.time() - t0 < 60:
+        time.sleep(0.05)
+    assert runner.get(run_id).status == "running"
+    assert runner.cancel(run_id, session="c")
+    t_stop = time.time()
+    v = wait(runner, run_id, 30)
+    assert v.status == "stopped"
+    assert time.time() - t_stop < 5  # one step of batch 16, plus one pull
+    assert runner.store.load(run_id).status == "stopped"
+
+
+def test_a_killed_worker_fails_its_run_and_the_server_keeps_serving(runner):
+    run_id = runner.submit(LONG.replace(seed=3), session="k")
+    t0 = time.time()
+    while len(runner.get(run_id).steps) < 20 and time.time() - t0 < 60:
+        time.sleep(0.05)
+    steps_before = len(runner.get(run_id).steps)
+    os.kill(runner.worker_pid(run_id), signal.SIGKILL)
+    v = wait(runner, run_id, 60)
+    assert v.status == "failed" and "Ray worker training it died" in v.reason
+    stored = runner.store.load(run_id)
+    assert stored.status == "failed" and len(stored.steps) >= steps_before  # nothing lost
+    after = runner.submit(TINY.replace(seed=4), session="k")  # still serving
+    assert wait(runner, after).status == "finished"
+
+
+def test_a_server_picks_the_ray_runner_from_its_environment(ray_cluster, tmp_path):
+    from bnviz.library.catalog import QUESTION
+    from bnviz.runs.runner import runner_from_env
+    r = runner_from_env({"BNVIZ_RUNNER": "ray", "BNVIZ_DB": str(tmp_path / "runs.sqlite"),
+                         "BNVIZ_HOSTED": "1"})
+    try:
+        assert isinstance(r, RayRunner) and r.limits.max_seconds == 120  # hosted caps kept
+        cfg = QUESTION["ablation"].points()[0].config
+        served = r.get(r.submit(cfg, session="s"))  # the library answers: nothing trains
+        assert served.info["source"] == "library" and r.stats()["ray_actors"] == 0
+    finally:
+        r.shutdown()
