@@ -23,6 +23,8 @@ class StreamlitClient:
         self.query = query
         self.buttons: dict[str, str] = {}  # label -> widget id
         self.alerts: list[tuple[str, str]] = []  # (kind, text), in the order they came
+        self.texts: list[str] = []  # markdown, captions and plain text, in the order they came
+        self.charts = 0  # plotly charts received
         self.fragments: dict[str, float] = {}  # fragment id -> auto-rerun interval
         self.runs_finished = 0
         self.page_hash = ""  # the browser echoes the page it is on with every rerun
@@ -67,6 +69,10 @@ class StreamlitClient:
                     self.buttons[el.button.label] = el.button.id
                 elif el.WhichOneof("type") == "alert":
                     self.alerts.append((ALERT.get(el.alert.format, "?"), el.alert.body))
+                elif el.WhichOneof("type") == "markdown":
+                    self.texts.append(el.markdown.body)
+                elif el.WhichOneof("type") == "plotly_chart":
+                    self.charts += 1
             elif kind == "auto_rerun":
                 polls[fm.auto_rerun.fragment_id] = fm.auto_rerun.interval
             elif kind == "page_info_changed":
