@@ -1,6 +1,6 @@
 """Measure the rates that turn bnviz.cost's counts into seconds on this machine.
 
-    python3 benchmarks/cost_rates.py [--threads 1] [--device cpu]
+    python3 benchmarks/cost_rates.py [--threads 1] [--device cpu] [--out rates.json]
 
 Tiny real runs on the bundled subset, as a hosted server trains them (one torch thread, the
 fast training path): a run at batch 256 gives seconds per training example, one at batch 8
@@ -39,6 +39,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1, help="torch threads (hosted: 1)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", help="also write the rates as JSON here; a server started with "
+                                  "BNVIZ_COST_RATES=FILE estimates with them")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     base = Config(dataset="subset", device=a.device)
@@ -65,6 +67,12 @@ def main() -> None:
     per_snap = (time.perf_counter() - t) / 500
 
     rates = cost.Rates(per_example, per_step, per_eval, per_snap)
+    if a.out:
+        import dataclasses
+        import json
+        with open(a.out, "w") as f:
+            json.dump({**dataclasses.asdict(rates), "measured": time.strftime("%Y-%m-%d"),
+                       "threads": a.threads, "device": a.device}, f, indent=2)
     print(f"{time.strftime('%Y-%m-%d')}, {a.threads} torch thread(s), {a.device}:")
     print(f"Rates(train_example={per_example:.3g}, step={per_step:.3g}, "
           f"eval_example={per_eval:.3g}, snapshot={per_snap:.3g})")

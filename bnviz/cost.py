@@ -9,8 +9,12 @@ after every step costs a thousand times more than its epochs × images say.
 """
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass
+import os
+import sys
+from dataclasses import dataclass, fields
+from functools import lru_cache
 
 from bnviz.config import BN_KINDS, SITE_WIDTH, SITES, Config
 
@@ -29,6 +33,32 @@ class Rates:
     snapshot: float = 6.0e-5  # per gamma/beta snapshot copied off the model
 
 
+@lru_cache(maxsize=4)
+def _rates_file(path: str, mtime: float) -> Rates:
+    d = json.loads(open(path).read())
+    return Rates(**{f.name: float(d[f.name]) for f in fields(Rates) if f.name in d})
+
+
+def server_rates() -> Rates:
+    """This machine's rates: the JSON file BNVIZ_COST_RATES names (written by
+    `benchmarks/cost_rates.py --out FILE` on the server itself), else the defaults. A file
+    that cannot be read leaves the defaults (and says why once on stderr)."""
+    path = os.environ.get("BNVIZ_COST_RATES")
+    if not path:
+        return Rates()
+    try:
+        return _rates_file(path, os.stat(path).st_mtime)
+    except (OSError, ValueError, TypeError) as e:
+        if path not in _warned:
+            _warned.add(path)
+            print(f"bnviz: BNVIZ_COST_RATES={path} not used ({e}); default rates",
+                  file=sys.stderr)
+        return Rates()
+
+
+_warned: set[str] = set()
+
+
 @dataclass(frozen=True)
 class Cost:
     n_train: int  # training examples actually used (train_size applied)
@@ -42,7 +72,7 @@ class Cost:
 
     def parts(self, rates: Rates | None = None) -> dict[str, float]:
         """Seconds per kind of work: training, per-step overhead, evaluation, snapshots."""
-        r = rates or Rates()
+        r = rates or server_rates()
         return {"training": self.train_examples * r.train_example,
                 "steps": self.train_steps * r.step,
                 "evaluation": self.eval_examples * r.eval_example,

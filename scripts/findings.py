@@ -122,7 +122,9 @@ def section_sweep(s, runs, x: str, title: str, cmd: str, xname: str, by: str = "
 def section_pairs(s, runs, title: str, cmd: str, pairs: list[tuple[str, str]],
                   metric: str = "test_acc_running") -> str:
     rows = [[r.run, str(int(r.n)), pm(r, "train_acc"), pm(r, "test_acc_running"),
-             pm(r, "test_acc_precise")] for _, r in s.iterrows()]
+             pm(r, "test_acc_precise")] if r.n else
+            [r.run, "0", f"all {int(r.runs)} runs failed or diverged", "–", "–"]
+            for _, r in s.iterrows()]
     text = [f"**{title}** (`{cmd}`), {seeds_of(runs)}.", "",
             table(rows, ["configuration", "n", "train acc", "test acc (running stats)",
                          "test acc (PreciseBN)"]), ""]

@@ -138,3 +138,26 @@ def test_lab_page_shows_the_estimate_before_train():
     shown = [c.value for c in at.caption if c.value.startswith("Estimated run time")]
     want = cost.describe_seconds(cost.estimate(Config(), *data.sizes("auto")).seconds())
     assert shown == [f"Estimated run time: {want} here."]
+
+
+def test_a_server_estimates_with_its_own_measured_rates(tmp_path, monkeypatch):
+    """BNVIZ_COST_RATES names the JSON that benchmarks/cost_rates.py --out writes: a server
+    ten times slower than the defaults estimates ten times longer and caps accordingly."""
+    import json
+
+    from bnviz.config import Config
+    from bnviz.cost import Rates, estimate, server_rates
+    from bnviz.runs.limits import Limits
+    cfg = Config()
+    base = estimate(cfg, 60000, 10000).seconds()
+    slow = {k: 10 * v for k, v in Rates().__dict__.items()}
+    path = tmp_path / "rates.json"
+    path.write_text(json.dumps({**slow, "measured": "2026-11-27"}))
+    monkeypatch.setenv("BNVIZ_COST_RATES", str(path))
+    assert server_rates() == Rates(**slow)
+    assert estimate(cfg, 60000, 10000).seconds() == pytest.approx(10 * base)
+    assert Limits.hosted().check(cfg, 60000, 10000)  # the d2l preset no longer fits
+    path.write_text("not json")
+    import os
+    os.utime(path, (1, 1))  # a new mtime: read again, unreadable, defaults
+    assert server_rates() == Rates()
