@@ -64,15 +64,26 @@ def describe(rid):
     acc = f"test {acc:.3f}" if isinstance(acc, float) and acc == acc else r["status"]
     sites = "".join(k[-1] if c.get(f"norm_{k}") else "·" for k in ("conv1", "conv2", "fc1",
                                                                     "fc2"))
-    where = "📚 " if rid in from_library else ""
+    where = "library · " if rid in from_library else ""
     return (f"{where}{rid[:6]} · {c.get('norm')}[{sites}] bs {c.get('batch_size')} lr {c.get('lr')} "
             f"ep {c.get('epochs')} seed {c.get('seed')} · {acc}")
+
+
+def library_default() -> list[str]:
+    """With nothing chosen yet: the chapter's comparison from the results library, LeNet-BN
+    against LeNet, every seed (averaged into bands below)."""
+    if results_library is None:
+        return []
+    from bnviz.library.catalog import QUESTION
+    ids = [results_library.find(p.config) for p in QUESTION["presets"].points()
+           if p.label in ("d2l-lenet-bn", "d2l-lenet")]
+    return [i for i in ids if i in known]
 
 
 if "compare_sel" not in st.session_state:
     mine = st.session_state.get("run_id")
     st.session_state.compare_sel = [r for r in wanted if r in known] or (
-        [mine] if mine in known else list(known)[:3])
+        [mine] if mine in known else library_default() or list(known)[:3])
 chosen = st.multiselect("Runs to compare", list(known), key="compare_sel",
                         format_func=describe)
 st.query_params["runs"] = ",".join(chosen)

@@ -78,7 +78,7 @@ def library_note(views: list) -> str:
     i = views[0].info
     n = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
     ep = "/".join(map(str, epochs))
-    return (f"📚 From the results library: {n} paired seeds per configuration, {ep} "
+    return (f":material/library_books: From the results library: {n} paired seeds per configuration, {ep} "
             f"epoch{'s' if epochs != [1] else ''} each, {'; '.join(datas)}; measured with "
             f"bnviz {i.get('bnviz_version', '?')} (torch {i.get('torch_version', '?')}, "
             f"{i.get('device', 'cpu')}, {i.get('machine', '')}). Change a control to ask "

@@ -279,8 +279,8 @@ def answers_text(lib: Library, questions: Iterable[Question] = QUESTIONS) -> str
     for q in questions:
         s = summarize(answer(lib, q))
         epochs = sorted({p.config.epochs for p in q.points()})
-        lines.append(f"\n{q.title} ({q.key}; {'/'.join(map(str, epochs))} epochs, "
-                     f"n = seeds per row)")
+        lines.append(f"\n{q.title} ({q.key}; {'/'.join(map(str, epochs))} "
+                     f"epoch{'s' if epochs != [1] else ''}, n = seeds per row)")
         lines.append(f"  {'configuration':46s} {'train loss':>15s} {'test running':>15s} "
                      f"{'test PreciseBN':>15s}  n")
         for r in s.itertuples():
