@@ -56,3 +56,14 @@ def test_grid_benchmark_runs_every_way(tmp_path):
     for way in res["ways"].values():
         assert way["runs"] == 2 and way["failed"] == [] and way["wall_s"] > 0
     assert res["speedup_over_cli_seq"]["cli_seq"] == 1.0
+
+
+def test_ray_overhead_benchmark_runs(tmp_path):
+    pytest.importorskip("ray", reason="the Ray extra")
+    out = tmp_path / "ray.json"
+    r = subprocess.run([sys.executable, "benchmarks/ray_overhead.py", "--rounds", "1",
+                        "--epochs", "1", "--out", str(out)], cwd=ROOT, capture_output=True,
+                       text=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(out.read_text())
+    assert len(res["ray_s"]) == len(res["jobmanager_s"]) == 1 and res["ratio"] > 0
