@@ -51,6 +51,8 @@ def test_page_defaults_round_trip_through_the_link():
     at = open_page("bias", {"epochs": "10"})
     assert next(n for n in at.number_input if n.label == "Epochs").value == 10
     assert at.query_params["epochs"] == "10"
+    # "bias on" at 10 epochs is LeNet-BN's default run: the library has it, not "bias off"
+    assert "The results library holds 5 of these 10 runs" in texts(at)
 
 
 def test_compare_adds_library_runs_like_any_other():

@@ -213,9 +213,13 @@ def grid_panel(points: list[GridPoint], key: str, chart=charts.grid_bar_figure) 
                               or t.status.isin(["queued"]).any()):
             st.progress(min(1.0, (done + frac) / len(t)), text=f"{done} of {len(t)} runs done{now}")
         note = t.attrs.get("library_note")
+        missing = int((t.status == "not run").sum())
         if note:
             st.caption(note)
-        elif (t.status == "not run").all():
+            if missing:
+                st.info(f"The results library holds {len(t) - missing} of these {len(t)} "
+                        f"runs; press **Run** to train the other {missing} here.")
+        elif missing == len(t):
             st.info(no_answer_text(points))
         st.plotly_chart(chart(t, revision=key), key=f"chart_{key}")
         summary = summarize(t)
