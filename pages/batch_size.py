@@ -13,10 +13,10 @@ from bnviz.config import Config, validate
 from bnviz.experiments import NORM_BATCH_SGD, GridPoint, batch_size_grid, per_bn_choices
 from bnviz.library.catalog import (PER_BN, SGD_NORMS, SGD_SIZES, batch1_config, batch1_points,
                                    norm_batch_points, sgd_batch_points)
-from bnviz.inside import layer_io, two_example_outputs
 from bnviz.runs.results import estimate, summarize
 from bnviz.stats import compare_text, mean_ci, separated
 from bnviz.dashboard.grid import finished_all, grid_controls, grid_panel, page_seeds, run_buttons, seeded
+from bnviz.dashboard import cached
 from bnviz.dashboard.nav import via_app
 
 via_app()  # first request after a server start: rerun through app.py
@@ -36,14 +36,7 @@ base = base.replace(groups=2, devices=1)
 n_seeds = page_seeds(PAGE)
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
-def cached_two(cfg, site, seed):
-    return two_example_outputs(cfg, site, seed=seed)
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def cached_io(cfg, n, site, seed):
-    return layer_io(cfg, n, site, seed)
+cached_two, cached_io = cached.two, cached.io
 
 
 def _configs_ok(points: list[GridPoint]) -> list[str]:

@@ -7,29 +7,23 @@ from bnviz.dashboard import charts
 from bnviz.dashboard import compare
 
 from bnviz.dashboard import ui
-from bnviz.bias import bias_equivalence, bias_gradients, loss_difference, parameter_counts
+from bnviz.bias import loss_difference
 from bnviz.experiments import bias_grid
 from bnviz.runs.results import estimate, summarize
 from bnviz.stats import compare_text
 from bnviz.dashboard.grid import finished_all, grid_controls, grid_panel, run_buttons, seeded
+from bnviz.dashboard import cached
 from bnviz.dashboard.nav import via_app
 
 via_app()  # first request after a server start: rerun through app.py
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def cached_gradients(cfg):
-    return bias_gradients(cfg)
+cached_gradients, cached_counts = cached.gradients, cached.counts
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def cached_counts(cfg):
-    return parameter_counts(cfg)
-
-
-@st.cache_data(max_entries=32, show_spinner="Training both arms for 20 steps in float64…")
 def cached_equivalence(cfg):
-    return bias_equivalence(cfg)
+    with st.spinner("Training both arms for 20 steps in float64…"):
+        return cached.equivalence(cfg)
 
 
 st.title("Bias before BN")

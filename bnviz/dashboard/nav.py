@@ -37,8 +37,8 @@ def via_app() -> None:
 
 def warm_server() -> None:
     """Once per server process, on its first page view: import what the pages need (torch,
-    pandas, plotly: seconds on a small CPU) and decode the results library, in a background
-    thread, so a visitor who lands on About and opens a question finds it ready. The thread
+    pandas, plotly: seconds on a small CPU), decode the results library and compute the bias
+    and batch-size pages' one-batch results for their defaults, in a background thread, so a visitor who lands on About and opens a question finds it ready. The thread
     calls no st.* function; it logs "bnviz: warm" with the time taken."""
     global _warm_started
     with _warm_lock:
@@ -52,10 +52,12 @@ def _warm() -> None:
     t0 = time.time()
     try:
         import bnviz.dashboard.grid  # noqa: F401  (torch, pandas, plotly, the runner)
+        from bnviz.dashboard import cached, ui
         from bnviz.library import open_library
         lib = open_library()
         n = lib.preload() if lib is not None else 0
-        print(f"bnviz: warm in {time.time() - t0:.1f} s ({n} library runs decoded)",
-              file=sys.stderr, flush=True)
+        cached.warm(ui.page_base)  # pure computations: no st.* call
+        print(f"bnviz: warm in {time.time() - t0:.1f} s ({n} library runs decoded, page "
+              "computations done)", file=sys.stderr, flush=True)
     except Exception as e:  # a page will report the same problem properly
         log.warning("warm-up failed: %s", e)
