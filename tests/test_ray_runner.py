@@ -102,9 +102,12 @@ def test_a_server_picks_the_ray_runner_from_its_environment(ray_cluster, tmp_pat
     from bnviz.library.catalog import QUESTION
     from bnviz.runs.runner import runner_from_env
     r = runner_from_env({"BNVIZ_RUNNER": "ray", "BNVIZ_DB": str(tmp_path / "runs.sqlite"),
-                         "BNVIZ_HOSTED": "1"})
+                         "BNVIZ_HOSTED": "1", "BNVIZ_RAY_CPUS_PER_RUN": "0.5"})
     try:
         assert isinstance(r, RayRunner) and r.limits.max_seconds == 120  # hosted caps kept
+        # 2 CPUs at half a CPU a run: 4 in flight, past the hosted cap of 2 training threads
+        # (that cap keeps a core for the web server; Ray trains elsewhere)
+        assert r.stats()["workers"] == 4
         cfg = QUESTION["ablation"].points()[0].config
         served = r.get(r.submit(cfg, session="s"))  # the library answers: nothing trains
         assert served.info["source"] == "library" and r.stats()["ray_actors"] == 0

@@ -203,6 +203,10 @@ def ray_runner_from_env(env, store, limits, library) -> RayRunner:
             log.warning("ignored %s=%r: not a number", name, env.get(name))
             return kind(default)
     address = env.get("BNVIZ_RAY_ADDRESS") or env.get("RAY_ADDRESS") or None
+    if not env.get("BNVIZ_LIMIT_MAX_WORKERS"):
+        # The hosted cap on training threads keeps a core for the web server; with Ray the
+        # training is on the cluster, so the cluster's size is the cap.
+        limits.max_workers = 0
     return RayRunner(workers=num("BNVIZ_WORKERS", 0, int) or None, store=store, limits=limits,
                      library=library, address=address, num_cpus=num("BNVIZ_RAY_CPUS", 0, int)
                      or None, cpus_per_run=num("BNVIZ_RAY_CPUS_PER_RUN", 1.0),
