@@ -184,7 +184,8 @@ GRID_VALUES = {"batch_size": "sizes", "lr": "lrs", "devices": "ks", "norm_batch"
 def cmd_grid(args: argparse.Namespace) -> int:
     from bnviz.experiments import GRIDS, with_seeds
     from bnviz.runs.grid_runner import run_grid
-    from bnviz.runs.results import summarize
+    from bnviz.runs.results import (BIAS_HEADING, bias_lines, summarize, summary_text,
+                                    write_loss_difference)
     from bnviz.runs.store import RunStore, StoreError
     base = config_or_none(args)
     if base is None:
@@ -228,44 +229,11 @@ def cmd_grid(args: argparse.Namespace) -> int:
                      out=Path(args.out) if args.out else None)
     print(summary_text(summarize(table)))
     if args.grid == "bias":
-        text = bias_text(table)
-        print(text)
+        lines = bias_lines(table, table.attrs.get("views", {}))
+        print("\n".join([BIAS_HEADING] + [f"  {line}" for line in lines]))
         if args.out:
-            (Path(args.out) / "loss_difference.txt").write_text(
-                ", ".join(line.strip() for line in text.splitlines()[1:]) + "\n")
+            write_loss_difference(Path(args.out), lines)
     return 0
-
-
-def bias_text(table) -> str:
-    """Per seed: how far apart the two arms' training losses ever were."""
-    from bnviz.bias import loss_difference
-    views = table.attrs.get("views", {})
-    lines = ["largest |training loss with bias − without| (float32), per seed:"]
-    for seed in sorted(set(table.seed)):
-        on = table[(table.seed == seed) & table.bias]
-        off = table[(table.seed == seed) & ~table.bias]
-        if len(on) and len(off):
-            a, b = views[on.run_id.iloc[0]], views[off.run_id.iloc[0]]
-            lines.append(f"  seed {seed}: {loss_difference(a, b, 20):.1e} over the first 20 "
-                         f"steps, {loss_difference(a, b):.1e} over the whole run")
-    return "\n".join(lines)
-
-
-def summary_text(summary) -> str:
-    """The per-configuration table as text: mean ± 95% CI half-width and n for each metric."""
-    def cell(r, m):
-        if r["n"] == 0 or r[m] != r[m]:
-            return "–"
-        return f"{r[m]:.3f}" + ("" if r[f"{m}_ci"] != r[f"{m}_ci"] else f" ± {r[f'{m}_ci']:.3f}")
-    cols = ("train_loss", "train_acc", "test_acc_running", "test_acc_precise")
-    head = ["configuration", "n", "train loss", "train acc", "test acc (running)",
-            "test acc (PreciseBN)"]
-    rows = [[r["run"], f"{r['n']}/{r['runs']}"] + [cell(r, m) for m in cols]
-            for _, r in summary.iterrows()]
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
-    lines = ["  ".join(str(x).ljust(w) for x, w in zip(line, widths)) for line in [head, *rows]]
-    return "\n".join(lines + ["(mean ± 95% CI half-width over seeds, Student t; n = finished "
-                               "runs / runs)"])
 
 
 def cmd_inside(args: argparse.Namespace) -> int:
@@ -343,60 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="train this many runs at once in separate processes")
         g.add_argument("--no-store", action="store_true", help="do not use the run store")
         g.set_defaults(func=cmd_grid)
-    lib = sub.add_parser("library", help="the shipped results library: build, check, show")
-    lib.add_argument("action", choices=("build", "check", "show"),
-                     help="build: train or copy what is missing (resumable); check: verify "
-                          "it against today's code; show: print every question's answer")
-    lib.add_argument("--path", help="library file (default: the one shipped in the package)")
-    lib.add_argument("--jobs", type=int, default=2, help="build: runs trained at once")
-    lib.add_argument("--only", help="comma-separated question keys (default: all)")
-    lib.add_argument("--full", action="store_true",
-                     help="check: also retrain one entry chosen at random and compare")
-    lib.add_argument("--no-store", action="store_true",
-                     help="build: do not copy runs from the run store")
-    lib.set_defaults(func=cmd_library)
+    from bnviz.library.command import add_library_command
+    add_library_command(sub)
     return p
-
-
-def cmd_library(args) -> int:
-    from bnviz.library import LIBRARY_FILE, Library
-    from bnviz.library import build as lb
-    from bnviz.library.catalog import QUESTION, QUESTIONS
-    from bnviz.runs.store import RunStore, StoreError
-    path = Path(args.path) if args.path else LIBRARY_FILE
-    questions = QUESTIONS
-    if args.only:
-        keys = [k.strip() for k in args.only.split(",") if k.strip()]
-        bad = [k for k in keys if k not in QUESTION]
-        if bad:
-            print(f"bnviz: unknown question {', '.join(bad)}; choose from "
-                  f"{', '.join(QUESTION)}", file=sys.stderr)
-            return 2
-        questions = tuple(QUESTION[k] for k in keys)
-    if args.action == "build":
-        reuse = None
-        if not args.no_store:
-            try:
-                reuse = RunStore()
-            except StoreError as e:
-                print(f"bnviz: not copying from the run store: {e}", file=sys.stderr)
-        r = lb.build(path, questions, jobs=max(1, args.jobs), reuse=reuse)
-        print(f"done: {r['runs']} runs ({r['present']} were there, {r['copied']} copied, "
-              f"{r['trained']} trained in {r['seconds'] / 60:.1f} min); "
-              f"{path.stat().st_size / 1e6:.1f} MB")
-        return 0
-    if args.action == "check":
-        problems = lb.check(path, questions, retrain=args.full)
-        for p in problems:
-            print(p)
-        print("library check: " + (f"{len(problems)} problem(s)" if problems else "ok"))
-        return 1 if problems else 0
-    try:
-        print(lb.answers_text(Library(path), questions))
-    except StoreError as e:
-        print(f"bnviz: {e}", file=sys.stderr)
-        return 1
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -61,6 +61,11 @@ class BatchNormScratch(nn.Module):
         return self.normalize(x, update=True)
 
 
+def _alias(name: str) -> property:
+    """A read-only second name for an attribute (nn.BatchNorm's name for the book's)."""
+    return property(lambda self: getattr(self, name), doc=f"the book's `{name}`")
+
+
 class BookBatchNorm(nn.Module):
     """d2l's `BatchNorm` module as the book writes it (section "Batch Normalization").
 
@@ -122,21 +127,8 @@ class BookBatchNorm(nn.Module):
         return y
 
     # The names the rest of bnviz (snapshots, PreciseBN, freeze_affine) looks for.
-    @property
-    def weight(self) -> torch.Tensor:
-        return self.gamma
-
-    @property
-    def bias(self) -> torch.Tensor:
-        return self.beta
-
-    @property
-    def running_mean(self) -> torch.Tensor:
-        return self.moving_mean
-
-    @property
-    def running_var(self) -> torch.Tensor:
-        return self.moving_var
+    weight, bias = _alias("gamma"), _alias("beta")
+    running_mean, running_var = _alias("moving_mean"), _alias("moving_var")
 
 
 def dp_replica(m: nn.Module) -> nn.Module:

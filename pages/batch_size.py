@@ -9,7 +9,7 @@ import streamlit as st
 from bnviz.dashboard import charts
 
 from bnviz.dashboard import ui
-from bnviz.config import Config, validate
+from bnviz.config import validate
 from bnviz.experiments import NORM_BATCH_SGD, GridPoint, batch_size_grid, per_bn_choices
 from bnviz.library.catalog import (PER_BN, SGD_NORMS, SGD_SIZES, batch1_config, batch1_points,
                                    norm_batch_points, sgd_batch_points)
@@ -34,9 +34,6 @@ base, problems = grid_controls(("dataset", "train_size", "epochs", "seed", "lr")
 # GroupNorm with 2 groups, one device: what every statement below assumes, whatever the link.
 base = base.replace(groups=2, devices=1)
 n_seeds = page_seeds(PAGE)
-
-
-cached_two, cached_io = cached.two, cached.io
 
 
 def _configs_ok(points: list[GridPoint]) -> list[str]:
@@ -292,7 +289,7 @@ elif not t3.empty:
     st.caption("The table of the conv-only run's evaluations appears when a run has finished.")
 
 st.subheader("Batch size 2: one bit per fully-connected unit")
-two = cached_two(Config().replace(dataset=base.dataset), "fc1", seed=base.seed)
+two, io, conv = cached.batch_one(base.dataset, base.seed)
 absx = np.abs(two.xhat)
 near = int((np.abs(absx - 1) < 1e-3).sum())
 c = two.xhat.shape[1]
@@ -314,13 +311,9 @@ st.caption(
         if len(small) else "."))
 
 st.subheader("Batch size 1, inside one layer")
-io = cached_io(Config().replace(dataset=base.dataset, norm="bn_scratch"), 1, "fc1",
-              seed=base.seed)
 st.plotly_chart(charts.histogram_figure(
     io.output, f"fc1 after BN, one real image: every value is {abs(io.output).max():g}",
     "normalised activation"), key="hist1")
-conv = cached_io(Config().replace(dataset=base.dataset, norm="bn_scratch"), 1, "conv1",
-                seed=base.seed)
 st.caption(f"conv1 at N = 1 averages over {conv.count} values per channel (1×24×24): the "
            f"image's own positions, per channel — InstanceNorm — so its normalised outputs "
            f"still vary (std {conv.out_std.mean():.2f}).")

@@ -18,9 +18,6 @@ from bnviz.dashboard.nav import via_app
 via_app()  # first request after a server start: rerun through app.py
 
 
-cached_gradients, cached_counts = cached.gradients, cached.counts
-
-
 def cached_equivalence(cfg):
     with st.spinner("Training both arms for 20 steps in float64…"):
         return cached.equivalence(cfg)
@@ -35,11 +32,11 @@ st.markdown("BN in training mode subtracts the batch mean of each channel, so a 
             "activation nothing cancels a per-channel bias, so bnviz keeps it there.")
 base, problems = grid_controls(("dataset", "train_size", "epochs", "seed", "batch_size", "lr",
                                 "norm", "norm_position"), "bias")
-with_b, without = cached_counts(base)
-st.metric("Parameters with / without the cancelled biases", f"{with_b:,} / {without:,}",
-          f"{without - with_b:,}")
+with_b, without_b = cached.counts(base)
+st.metric("Parameters with / without the cancelled biases", f"{with_b:,} / {without_b:,}",
+          f"{without_b - with_b:,}")
 if not problems:
-    grads = cached_gradients(base)
+    grads = cached.gradients(base)
     st.dataframe(pd.DataFrame({
         "layer": [g.site for g in grads],
         "followed by BN before the activation": ["yes" if g.cancelled else "no" for g in grads],
@@ -47,7 +44,6 @@ if not problems:
         "largest |∂loss/∂weight|": [f"{g.weight_grad:.1e}" for g in grads]}), hide_index=True)
     st.caption(f"One real batch of 64 training images, train mode, seed {base.seed}: where BN "
                "follows, the bias gradient is float rounding next to the weight gradient.")
-    with_b, without_b = cached_counts(base)
     if with_b == without_b:
         st.info("With these settings no bias is followed directly by BatchNorm (before the "
                 "activation), so nothing is cancelled and the two arms below are the same "

@@ -1,6 +1,11 @@
+import pandas as pd
 import streamlit as st
 
+from bnviz.config import PRESET_LABELS
+from bnviz.dashboard import charts, compare
 from bnviz.dashboard.nav import via_app
+from bnviz.library import data_text, open_library
+from bnviz.library.catalog import QUESTION
 
 via_app()  # first request after a server start: rerun through app.py
 
@@ -35,29 +40,19 @@ st.page_link("pages/lab.py", label="Open the Live lab", icon=":material/science:
 
 # The chapter's headline, measured: the results library's runs of d2l's three presets.
 # (bnviz.library needs no torch: this page stays quick on a fresh server.)
-import pandas as pd  # noqa: E402
-
-from bnviz.config import PRESET_LABELS  # noqa: E402
-from bnviz.dashboard import charts, compare  # noqa: E402
-from bnviz.library import data_text, open_library  # noqa: E402
-from bnviz.library.catalog import QUESTION  # noqa: E402
-
 lib = open_library()
-if lib is not None:
-    parts, views = [], []
-    for p in QUESTION["presets"].make(QUESTION["presets"].base()):
-        seeds = lib.seeds_of(p.config)
-        views += seeds
-        c = compare.curves(seeds, "test_acc")
-        parts.append(c.assign(group=PRESET_LABELS.get(p.label, p.label)))
-    if views:
-        st.subheader("The chapter's result, measured")
-        st.plotly_chart(charts.band_figure(
-            pd.concat(parts, ignore_index=True), "Test accuracy of d2l's three runs, mean and "
-            "95% CI over seeds", "test accuracy (eval mode)"), key="home_presets")
-        n = sorted({len([v for v in views if v.config.config_id() == k])
-                    for k in {v.config.config_id() for v in views}})
-        st.caption(f"From the results library: {n[0]} seeds each, "
-                   f"{views[0].config.epochs} epochs, {data_text(views[0].info)}, measured "
-                   f"with bnviz {views[0].info.get('bnviz_version', '?')}. BN's test accuracy "
-                   "swings from epoch to epoch: see *Fluctuating test accuracy*.")
+presets = [(PRESET_LABELS.get(p.label, p.label), lib.seeds_of(p.config))
+           for p in QUESTION["presets"].make(QUESTION["presets"].base())] if lib else []
+presets = [(name, seeds) for name, seeds in presets if seeds]
+if presets:
+    first = presets[0][1][0]
+    st.subheader("The chapter's result, measured")
+    st.plotly_chart(charts.band_figure(
+        pd.concat([compare.curves(seeds, "test_acc").assign(group=name)
+                   for name, seeds in presets], ignore_index=True),
+        "Test accuracy of d2l's three runs, mean and 95% CI over seeds",
+        "test accuracy (eval mode)"), key="home_presets")
+    st.caption(f"From the results library: {min(len(s) for _, s in presets)} seeds each, "
+               f"{first.config.epochs} epochs, {data_text(first.info)}, measured with bnviz "
+               f"{first.info.get('bnviz_version', '?')}. BN's test accuracy swings from epoch "
+               "to epoch: see *Fluctuating test accuracy*.")

@@ -5,7 +5,7 @@ from bnviz import cost, data
 from bnviz.dashboard import ui
 from bnviz.config import KNOBS, SITES
 from bnviz.dashboard.nav import via_app
-from bnviz.library import data_text, library_key
+from bnviz.library import answers, data_text
 
 via_app()  # first request after a server start: rerun through app.py
 
@@ -97,16 +97,13 @@ if c_stop.button("■ Stop", width="stretch", disabled=not (view and view.active
                  if watching else None):
     mgr.cancel(run_id, session=ui.session_id())
     view = mgr.get(run_id)
-if view is not None and view.status == "finished" and view.config in (
-        cfg.replace(device=view.config.device),
-        library_key(cfg).replace(device=view.config.device)) and c_again.button(
-            "↻ Train again", width="stretch"):
+if view is not None and view.status == "finished" and answers(view.config, cfg) and \
+        c_again.button("↻ Train again", width="stretch"):
     run_id = ui.submit(cfg, reuse=False)
     view = mgr.get(run_id) if run_id else view
 
 # a results-library run answers the controls' config (its dataset "full" for "auto")
-same = view is not None and view.config.config_id() in (
-    cfg.config_id(), library_key(cfg).config_id()) and view.config.seed == cfg.seed
+same = view is not None and answers(view.config, cfg)
 ui.sync_url(cfg, run_id if same else None)
 c_link.text_input("Share link", ui.share_link(cfg, run_id if same else None),
                   help="Copy this link: it opens these controls and this run.")

@@ -16,14 +16,14 @@ counts = lru_cache(maxsize=32)(parameter_counts)
 equivalence = lru_cache(maxsize=32)(bias_equivalence)
 
 
-@lru_cache(maxsize=32)
-def io(cfg: Config, n: int, site: str, seed: int = 0):
-    return layer_io(cfg, n, site, seed)
-
-
 @lru_cache(maxsize=16)
-def two(cfg: Config, site: str, seed: int = 0):
-    return two_example_outputs(cfg, site, seed=seed)
+def batch_one(dataset: str, seed: int):
+    """The batch-size page's views of one real batch through an untrained LeNet-BN: fc1's
+    x̂ at N = 2 (nn.BatchNorm), and fc1's and conv1's from-scratch BN at N = 1."""
+    base = Config().replace(dataset=dataset)
+    scratch = base.replace(norm="bn_scratch")
+    return (two_example_outputs(base, "fc1", seed=seed), layer_io(scratch, 1, "fc1", seed),
+            layer_io(scratch, 1, "conv1", seed))
 
 
 def warm(page_base) -> None:
@@ -33,7 +33,4 @@ def warm(page_base) -> None:
     counts(bias)
     equivalence(bias)
     batch = page_base("batch")
-    two(Config().replace(dataset=batch.dataset), "fc1", seed=batch.seed)
-    for site in ("fc1", "conv1"):
-        io(Config().replace(dataset=batch.dataset, norm="bn_scratch"), 1, site,
-           seed=batch.seed)
+    batch_one(batch.dataset, batch.seed)

@@ -41,12 +41,25 @@ def _layout(fig: go.Figure, title: str, revision: str, height: int = 340,
 BACKGROUND = "rgba(120,120,120,0.35)"
 
 
-def _background(fig: go.Figure, runs: list, y, name: str, dash: str | None = None) -> None:
+_MISSING = object()
+_BACKGROUND_XY: dict[tuple, tuple | None] = {}  # (run, curve, length, smoothing) -> (x, y)
+
+
+def _background(fig: go.Figure, runs: list, y, name: str, dash: str | None = None,
+                key: tuple = ()) -> None:
     """Faded curves of other runs (the results library's seeds of this configuration), drawn
-    first so the live run's are on top; `y(run)` gives (x, y) or None."""
+    first so the live run's are on top; `y(run)` gives (x, y) or None. The curves are
+    computed once per run and `key` (the live chart is rebuilt every second while training;
+    the finished runs behind it do not change)."""
     first = True
     for r in runs:
-        xy = y(r)
+        k = (r.run_id, len(r.steps), len(r.evals), *key)
+        xy = _BACKGROUND_XY.get(k, _MISSING)  # one lookup: safe beside other sessions
+        if xy is _MISSING:
+            xy = y(r)
+            if len(_BACKGROUND_XY) > 256:
+                _BACKGROUND_XY.clear()
+            _BACKGROUND_XY[k] = xy
         if xy is None:
             continue
         fig.add_scatter(x=xy[0], y=xy[1], mode="lines", name=name, legendgroup="background",
@@ -66,7 +79,7 @@ def loss_figure(steps: pd.DataFrame, smoothing: float = 0.9, revision: str = "",
             return None
         d = thin(d.assign(smooth=ema(d["loss"], smoothing)))
         return d["epoch"], d["smooth"]
-    _background(fig, background or [], bg_loss, _bg_name(background))
+    _background(fig, background or [], bg_loss, _bg_name(background), key=("loss", smoothing))
     if not steps.empty:
         s = steps.assign(smooth=ema(steps["loss"], smoothing))
         s = thin(s)
@@ -96,7 +109,8 @@ def accuracy_figure(steps: pd.DataFrame, evals: pd.DataFrame, smoothing: float =
     def bg_test(r):
         e = r.evals_frame()
         return None if e.empty else (e["epoch"], e["test_acc"])
-    _background(fig, background or [], bg_test, _bg_name(background) + ": test acc")
+    _background(fig, background or [], bg_test, _bg_name(background) + ": test acc",
+                key=("test_acc",))
     if not steps.empty:
         s = thin(steps.assign(smooth=ema(steps["acc"], smoothing)))
         fig.add_scatter(x=s["epoch"], y=s["smooth"], name="train batch acc (smoothed)",

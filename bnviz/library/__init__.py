@@ -40,7 +40,15 @@ def library_key(cfg: Config) -> Config:
     return cfg.replace(dataset="full") if cfg.dataset == "auto" else cfg
 
 
-def _source(cfg: Config) -> str:
+def answers(run: Config, cfg: Config) -> bool:
+    """Whether a run of config `run` is the one `cfg` asks for: the same config up to the
+    device, where a library run (dataset "full") answers a config asking for "auto"."""
+    run = run.replace(device=cfg.device)
+    return run == cfg or run == library_key(cfg)
+
+
+def source_of(cfg: Config) -> str:
+    """The data source a library run of `cfg` was trained on ("auto" is answered by "full")."""
     return "subset" if cfg.dataset == "subset" else "full"
 
 
@@ -60,11 +68,10 @@ class Library:
         config id, and only if its stored config is this one (a changed knob default can give
         another config the stored id: that entry is stale, not an answer)."""
         key = library_key(cfg)
-        run_id = self.store.find_finished(key.config_id(), key.seed, _source(key), ENDED)
+        run_id = self.store.find_finished(key.config_id(), key.seed, source_of(key), ENDED)
         if run_id is None:
             return None
-        stored = self.load(run_id).config
-        return run_id if stored == key.replace(device=stored.device) else None
+        return run_id if answers(self.load(run_id).config, key) else None
 
     def load(self, run_id: str) -> RunView | None:
         with self._lock:
@@ -95,7 +102,7 @@ class Library:
         """Every seed the library has of this configuration (any seed), seed order."""
         key = library_key(cfg)
         rows = [r for r in self.store.list_runs(config_id=key.config_id(), limit=1000)
-                if r["status"] in ENDED and r["data_source"] == _source(key)]
+                if r["status"] in ENDED and r["data_source"] == source_of(key)]
         seen, out = set(), []
         for r in sorted(rows, key=lambda r: r["seed"]):
             if r["seed"] not in seen:

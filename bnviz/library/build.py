@@ -28,7 +28,8 @@ from typing import Iterable, TextIO
 import numpy as np
 
 from bnviz.config import Config, config_from_dict, validate
-from bnviz.library import ENDED, LIBRARY_FILE, SOURCE, Library, bnviz_version, library_key
+from bnviz.library import (ENDED, LIBRARY_FILE, SOURCE, Library, bnviz_version, library_key,
+                           source_of)
 from bnviz.library.catalog import QUESTIONS, Question
 from bnviz.runs.record import RunView
 from bnviz.runs.store import RunStore, StoreError, rekey_config_ids
@@ -114,8 +115,7 @@ class Progress:
     """A one-line bar on a terminal, one line per run elsewhere (logs, CI)."""
 
     def __init__(self, total: int, out: TextIO):
-        self.total, self.out, self.done, self.t0 = total, out, 0, time.time()
-        self.trained_s = 0.0
+        self.total, self.out, self.done = total, out, 0
         self.tty = hasattr(out, "isatty") and out.isatty()
 
     def step(self, text: str, left_s: float | None = None) -> None:
@@ -163,7 +163,7 @@ def build(path: Path = LIBRARY_FILE, questions: Iterable[Question] = QUESTIONS,
     lib = _writable(path)
     todo, present, copied = [], 0, 0
     for e in entries:
-        cid, seed, src = e.config.config_id(), e.config.seed, _src(e.config)
+        cid, seed, src = e.config.config_id(), e.config.seed, source_of(e.config)
         if lib.find_finished(cid, seed, src, ENDED):
             present += 1
             continue
@@ -173,14 +173,16 @@ def build(path: Path = LIBRARY_FILE, questions: Iterable[Question] = QUESTIONS,
             copied += 1
             continue
         todo.append(e)
-    todo.sort(key=lambda e: -cost.estimate(e.config, *data.sizes(e.config.dataset)).seconds())
+    secs = {id(e): cost.estimate(e.config, *data.sizes(e.config.dataset)).seconds()
+            for e in todo}
+    todo.sort(key=lambda e: -secs[id(e)])  # longest first: two processes finish together
     if limit is not None:
         todo = todo[:limit]
     print(f"library {path}: {len(entries)} runs; {present} already in it, {copied} copied "
           f"from the run store, {len(todo)} to train on {jobs} process(es)", file=out)
     bar = Progress(len(todo), out)
     t0 = time.time()
-    left = sum(cost.estimate(e.config, *data.sizes(e.config.dataset)).seconds() for e in todo)
+    left = sum(secs[id(e)] for e in todo)
     if todo:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -190,7 +192,7 @@ def build(path: Path = LIBRARY_FILE, questions: Iterable[Question] = QUESTIONS,
                 e = futures[f]
                 v = f.result()
                 lib.save(as_library_run(v, e))
-                left -= cost.estimate(e.config, *data.sizes(e.config.dataset)).seconds()
+                left -= secs[id(e)]
                 bar.step(f"{e.name}: {v.status}, test acc "
                          f"{v.summary.get('test_acc', math.nan):.3f}",
                          max(0.0, left) / max(1, jobs))
@@ -198,10 +200,6 @@ def build(path: Path = LIBRARY_FILE, questions: Iterable[Question] = QUESTIONS,
     _seal(path)
     return dict(runs=len(entries), present=present, copied=copied, trained=len(todo),
                 seconds=time.time() - t0)
-
-
-def _src(cfg: Config) -> str:
-    return "subset" if cfg.dataset == "subset" else "full"
 
 
 def check(path: Path = LIBRARY_FILE, questions: Iterable[Question] = QUESTIONS,
@@ -273,32 +271,22 @@ def answer(lib: Library, q: Question):
 
 
 def answers_text(lib: Library, questions: Iterable[Question] = QUESTIONS) -> str:
-    """Every question's answer as plain text: mean ± 95% CI half-width (n) per configuration."""
-    from bnviz.runs.results import summarize
-    lines = []
+    """Every question's answer as text: the grid CLI's table (mean ± 95% CI half-width, n)."""
+    from bnviz.runs.results import summarize, summary_text
+    parts = []
     for q in questions:
-        s = summarize(answer(lib, q))
         epochs = sorted({p.config.epochs for p in q.points()})
-        lines.append(f"\n{q.title} ({q.key}; {'/'.join(map(str, epochs))} "
-                     f"epoch{'s' if epochs != [1] else ''}, n = seeds per row)")
-        lines.append(f"  {'configuration':46s} {'train loss':>15s} {'test running':>15s} "
-                     f"{'test PreciseBN':>15s}  n")
-        for r in s.itertuples():
-            cells = [f"{getattr(r, m):.3f} ± {getattr(r, m + '_ci'):.3f}"
-                     if getattr(r, m) == getattr(r, m) else "–"
-                     for m in ("train_loss", "test_acc_running", "test_acc_precise")]
-            bad = f" ({r.ended_badly} diverged/failed)" if r.ended_badly else ""
-            lines.append(f"  {r.run[:46]:46s} {cells[0]:>15s} {cells[1]:>15s} {cells[2]:>15s}"
-                         f"  {r.n}/{r.runs}{bad}")
-    return "\n".join(lines)
+        parts.append(f"{q.title} ({q.key}; {'/'.join(map(str, epochs))} "
+                     f"epoch{'s' if epochs != [1] else ''})\n"
+                     + summary_text(summarize(answer(lib, q))))
+    return "\n\n".join(parts)
 
 
 def export(lib: Library, out: Path, questions: Iterable[Question] = QUESTIONS) -> list[Path]:
     """Each question's results.csv (one row per run) and summary.csv (mean, 95% CI, n per
     configuration) under out/<key>/, as `bnviz sweep --out` writes them; the bias question
     also gets loss_difference.txt. scripts/findings.py renders the README from these."""
-    from bnviz.cli import bias_text
-    from bnviz.runs.results import summarize
+    from bnviz.runs.results import bias_lines, summarize, write_loss_difference
     written = []
     for q in questions:
         table = answer(lib, q)
@@ -308,10 +296,6 @@ def export(lib: Library, out: Path, questions: Iterable[Question] = QUESTIONS) -
         summarize(table).to_csv(d / "summary.csv", index=False)
         written.append(d)
         if q.key == "bias":
-            points = q.points()
-            table.attrs["views"] = {v.run_id: v for v in (lib.get(p.config) for p in points)
-                                    if v is not None}
-            text = bias_text(table)
-            (d / "loss_difference.txt").write_text(
-                ", ".join(line.strip() for line in text.splitlines()[1:]) + "\n")
+            views = {v.run_id: v for v in (lib.get(p.config) for p in q.points()) if v}
+            write_loss_difference(d, bias_lines(table, views))
     return written

@@ -137,22 +137,23 @@ class RayRunner(JobManager):
         with self._actors_lock:
             self._actors[rec.run_id] = actor
         done = actor.train.remote(rec.run_id, rec.config)
-        stop_sent, ended = False, False
+        def pull(wait: float) -> bool:
+            """Feed the events the slot has kept to the listeners; True once the run ended."""
+            events = ray.get(actor.drain.remote(wait))
+            for e in events:
+                for listener in listeners:
+                    listener(e)
+            return any(e.kind == "ended" for e in events)
+
+        stop_sent = False
         try:
-            while not ended:
+            while not pull(POLL_S):
                 if rec.stop.is_set() and not stop_sent:
                     actor.stop.remote(rec.run_id)
                     stop_sent = True
-                for e in ray.get(actor.drain.remote(POLL_S)):
-                    for listener in listeners:
-                        listener(e)
-                    ended = ended or e.kind == "ended"
-                if not ended and ray.wait([done], timeout=0)[0]:
+                if ray.wait([done], timeout=0)[0]:  # training returned (or raised)
                     ray.get(done)  # raises what the actor raised
-                    for e in ray.get(actor.drain.remote(0)):  # the last events
-                        for listener in listeners:
-                            listener(e)
-                        ended = ended or e.kind == "ended"
+                    pull(0)  # the last events
                     break
         except (RayActorError, RayTaskError) as e:
             why = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
