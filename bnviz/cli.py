@@ -13,9 +13,22 @@ from pathlib import Path
 
 from bnviz.config import KNOBS, PRESET_HELP, PRESETS, ConfigError, Config, make_config, validate
 
-METRIC_COLUMNS = ("kind", "iteration", "epoch", "loss", "acc", "test_loss", "test_acc",
-                  "train_loss", "train_acc", "eval_batch_acc", "train_mode_batch_acc",
-                  "acc_running", "acc_precise", "acc_batch")
+STEP_FIELDS = ("kind", "iteration", "epoch", "loss", "acc")
+
+
+def metric_columns() -> tuple[str, ...]:
+    """metrics.csv's columns: a step's fields, then every metric an evaluation carries (the
+    Evaluation event's metric fields in their order, accuracy per eval mode, then the
+    registry's probe metrics)."""
+    from dataclasses import fields
+
+    from bnviz.events import Evaluation
+    from bnviz.metrics import EVAL_MODES, METRICS, probes
+    evals = tuple(f.name for f in fields(Evaluation) if f.name in METRICS)
+    return (STEP_FIELDS + evals + tuple(f"acc_{m}" for m in EVAL_MODES)
+            + tuple(m.id for m in probes()))
+
+
 SNAPSHOT_COLUMNS = ("iteration", "epoch", "layer", "stat", "channel", "value")
 
 
@@ -115,7 +128,8 @@ class RunFiles:
         (out / "config.json").write_text(json.dumps(
             {**cfg.to_dict(), "config_id": cfg.config_id()}, indent=2))
         self.f = open(out / "metrics.csv", "w", newline="")
-        self.w = csv.DictWriter(self.f, METRIC_COLUMNS, extrasaction="ignore")
+        self.columns = metric_columns()
+        self.w = csv.DictWriter(self.f, self.columns, extrasaction="ignore")
         self.w.writeheader()
         self.sf = open(out / "snapshots.csv", "w", newline="")
         self.sw = csv.writer(self.sf)
@@ -131,8 +145,9 @@ class RunFiles:
             self.w.writerow(dict(kind="step", iteration=e.iteration, epoch=f"{e.epoch:.4f}",
                                  loss=e.loss, acc=e.acc))
         elif e.kind == "eval":
-            row = {k: getattr(e, k) for k in METRIC_COLUMNS[5:11]}
+            row = {k: getattr(e, k) for k in self.columns[len(STEP_FIELDS):] if hasattr(e, k)}
             row.update({f"acc_{m}": v for m, v in e.by_mode.items()})
+            row.update(e.metrics)
             self.w.writerow(dict(kind="eval", iteration=e.iteration, epoch=f"{e.epoch:.4f}",
                                  **row))
         elif e.kind == "ended":
@@ -154,19 +169,16 @@ def summary_line(s: dict) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from bnviz.speed.lenet import training_kwargs
-    from bnviz.trainer import Trainer  # torch import only when training
     cfg = config_or_none(args)
     if cfg is None:
         return 2
-    from bnviz.runs.jobs import new_run_id
-    from bnviz.runs.record import RunRecord
     from bnviz.runs.store import RunStore, StoreError
-    record = RunRecord(new_run_id(), cfg, session="cli")
-    listeners = [record] + ([] if args.quiet else [ProgressBar()])
+    from bnviz.runs.training import train_record  # torch import only when training
+    listeners = [] if args.quiet else [ProgressBar()]
     if args.out:
         listeners.append(RunFiles(Path(args.out), cfg))
-    s = Trainer(cfg, listeners, **training_kwargs(cfg)).run()
+    record = train_record(cfg, session="cli", listeners=listeners)
+    s = record.summary
     if not args.no_store:
         try:
             store = RunStore()
@@ -238,12 +250,11 @@ def cmd_grid(args: argparse.Namespace) -> int:
 
 def cmd_inside(args: argparse.Namespace) -> int:
     """What one BN layer computes on one real batch: shapes, axes, counts, statistics."""
-    from bnviz.inside import layer_io
+    from bnviz.inside import layer_io, shown_norm
     cfg = config_or_none(args)
     if cfg is None:
         return 2
-    if cfg.norm not in ("bn", "bn_scratch"):
-        cfg = cfg.replace(norm="bn")
+    cfg = cfg.replace(norm=shown_norm(cfg.norm))  # the Inside page's rule
     for site in args.sites.split(","):
         try:
             io = layer_io(cfg, cfg.batch_size, site.strip(), cfg.seed)

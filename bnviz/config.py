@@ -13,11 +13,13 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Iterable, Mapping
 
-NORM_KINDS = ("none", "bn", "bn_scratch", "bn_d2l", "layer", "group", "instance")
+from bnviz import norm_kinds
+from bnviz.metrics import EVAL_MODES
+
+# The norm kinds, read live from their registry (bnviz/norm_kinds.py): a kind registered there
+# is at once a choice of the `norm` knob, so of every flag, widget, link and stored run.
+NORM_KINDS = norm_kinds.IDS
 SITES = ("conv1", "conv2", "fc1", "fc2")
-# BatchNorm in every form bnviz builds (nn.BatchNorm, from scratch, the book's module): the
-# norms with running statistics, whose per-channel mean subtraction cancels a bias before them.
-BN_KINDS = frozenset({"bn", "bn_scratch", "bn_d2l"})
 SITE_WIDTH = {"conv1": 6, "conv2": 16, "fc1": 120, "fc2": 84}  # channels / features per site
 
 
@@ -44,12 +46,7 @@ class Config:
     device: str = knob("auto", "where to train: auto picks cuda, then mps, then cpu",
                        choices=("auto", "cpu", "cuda", "mps"))
     # model
-    norm: str = knob("bn", "normalisation layer: none, nn.BatchNorm, BatchNorm from scratch "
-                     "(d2l's maths, statistics kept as buffers updated in place), d2l's "
-                     "BatchNorm module as the book writes it (moving statistics "
-                     "as plain attributes: lost under DataParallel), LayerNorm, GroupNorm, "
-                     "InstanceNorm (conv sites; FC sites use LayerNorm)", choices=NORM_KINDS,
-                     group="model")
+    norm: str = knob("bn", norm_kinds.knob_help(), choices=NORM_KINDS, group="model")
     norm_conv1: bool = knob(True, "normalise after conv1", group="model")
     norm_conv2: bool = knob(True, "normalise after conv2", group="model")
     norm_fc1: bool = knob(True, "normalise after fc1 (Linear 256→120)", group="model")
@@ -82,7 +79,7 @@ class Config:
     # evaluation
     eval_mode: str = knob("running", "test accuracy from running statistics (PyTorch default), "
                           "PreciseBN statistics recomputed for the current weights, or batch "
-                          "statistics", choices=("running", "precise", "batch"), group="eval")
+                          "statistics", choices=EVAL_MODES, group="eval")
     precise_samples: int = knob(4096, "training samples PreciseBN averages over",
                                 lo=64, hi=60000, group="eval")
     compare_eval: bool = knob(False, "also evaluate every point with all three eval modes",
@@ -93,9 +90,6 @@ class Config:
                                "evaluation)", lo=0, hi=100000, group="eval")
 
     # -- derived -----------------------------------------------------------------------
-    def norm_sites(self) -> tuple[str, ...]:
-        return tuple(s for s in SITES if getattr(self, f"norm_{s}"))
-
     def replace(self, **changes) -> "Config":
         return dataclasses.replace(self, **changes)
 

@@ -16,7 +16,10 @@ import sys
 from dataclasses import dataclass, fields
 from functools import lru_cache
 
-from bnviz.config import BN_KINDS, SITE_WIDTH, SITES, Config
+from bnviz import norm_kinds
+from bnviz.config import SITE_WIDTH, Config
+from bnviz.metrics import EVAL_MODES, FINAL_MODES
+from bnviz.schedule import epoch_plan, probe_size
 
 
 @dataclass(frozen=True)
@@ -69,13 +72,14 @@ class Cost:
     eval_examples: int  # examples forwarded at test time, all modes and PreciseBN passes
     snapshots: int  # gamma/beta snapshots, the one before the first step included
     snapshot_values: int  # floats those snapshots keep in memory
+    norm_factor: float = 1.0  # the norm kind's time per example relative to nn.BatchNorm's
 
     def parts(self, rates: Rates | None = None) -> dict[str, float]:
         """Seconds per kind of work: training, per-step overhead, evaluation, snapshots."""
         r = rates or server_rates()
-        return {"training": self.train_examples * r.train_example,
+        return {"training": self.train_examples * r.train_example * self.norm_factor,
                 "steps": self.train_steps * r.step,
-                "evaluation": self.eval_examples * r.eval_example,
+                "evaluation": self.eval_examples * r.eval_example * self.norm_factor,
                 "snapshots": self.snapshots * r.snapshot}
 
     def seconds(self, rates: Rates | None = None) -> float:
@@ -83,13 +87,8 @@ class Cost:
 
 
 def steps_per_epoch(n: int, batch_size: int, devices: int = 1) -> int:
-    """As the trainer counts them: a last batch of one example per device is dropped."""
-    if n <= 0:
-        return 0
-    bs = min(batch_size, n)
-    rem = n % bs
-    drop_last = bs > 1 and 0 < rem < 2 * devices
-    return n // bs if drop_last or rem == 0 else n // bs + 1
+    """As the trainer counts them (bnviz.schedule.epoch_plan)."""
+    return epoch_plan(n, batch_size, devices).steps
 
 
 def _points(steps: int, epochs: int, every: int) -> int:
@@ -99,14 +98,6 @@ def _points(steps: int, epochs: int, every: int) -> int:
         return 0
     both = epochs // (every // math.gcd(steps, every))  # epoch ends that are multiples too
     return total // every + epochs - both
-
-
-def norm_sites(cfg: Config) -> list[str]:
-    """Sites that carry a norm layer (the FC norms give way to dropout when dropout_fc)."""
-    if cfg.norm == "none":
-        return []
-    return [s for s in SITES if getattr(cfg, f"norm_{s}")
-            and not (s.startswith("fc") and cfg.dropout_fc)]
 
 
 def estimate(cfg: Config, n_train: int, n_test: int) -> Cost:
@@ -122,20 +113,22 @@ def estimate(cfg: Config, n_train: int, n_test: int) -> Cost:
 
     precise = min(cfg.precise_samples, n) + n_test  # PreciseBN pass, then the test set
     per_mode = {"running": n_test, "batch": n_test, "precise": precise}
-    modes = ("running", "precise", "batch") if cfg.compare_eval else (cfg.eval_mode,)
-    probe = 2 * min(max(min(cfg.batch_size, n), 2), n_test)  # chart 3's fixed test batch
+    modes = EVAL_MODES if cfg.compare_eval else (cfg.eval_mode,)
+    probe = 2 * probe_size(cfg.batch_size, n, n_test)  # eval and train mode
     per_eval = sum(per_mode[m] for m in modes) + probe
-    sites = norm_sites(cfg)
-    bn = cfg.norm in BN_KINDS and bool(sites)
-    final_extra = sum(per_mode[m] for m in ("running", "precise") if m not in modes) \
-        if bn and total else 0  # the summary always has running and PreciseBN accuracy
+    layers = {s: norm_kinds.kind_at(cfg, s) for s in norm_kinds.norm_sites(cfg)}
+    running = any(k.running_stats for k in layers.values())
+    final_extra = sum(per_mode[m] for m in FINAL_MODES if m not in modes) \
+        if running and total else 0  # the summary always has running and PreciseBN accuracy
 
-    stats = 4 if bn else 2  # gamma, beta (+ running mean and variance)
-    channels = sum(SITE_WIDTH[s] for s in sites)
+    # floats per channel in a snapshot: gamma and beta, and the running mean and variance
+    values = sum(SITE_WIDTH[s] * (2 * (k.scale is not None) + 2 * k.running_stats)
+                 for s, k in layers.items())
     return Cost(n_train=n, steps_per_epoch=steps, train_steps=total,
                 train_examples=n * cfg.epochs, eval_points=evals,
                 eval_examples=evals * per_eval + final_extra, snapshots=snaps,
-                snapshot_values=snaps * channels * stats)
+                snapshot_values=snaps * values,
+                norm_factor=norm_kinds.get(cfg.norm).cost if layers else 1.0)
 
 
 def describe_seconds(s: float) -> str:

@@ -35,8 +35,6 @@ MD5 = {
 DOWNLOAD_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 SUBSET_PATH = Path(__file__).parent / "datasets" / "fashion_mnist_subset.npz"
-CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-           "Sneaker", "Bag", "Ankle boot")
 HOW_TO_GET = ("install Debian's package (apt-get install dataset-fashion-mnist), or put the "
               "four IDX .gz files in a folder named by BNVIZ_DATA_DIR")
 HOSTED_NO_DOWNLOAD = ("this is a hosted server (BNVIZ_HOSTED=1), which never downloads the "

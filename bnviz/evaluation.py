@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bnviz.model import has_running_stats, norm_layers
+from bnviz.model import norm_layers, running_stats
 
 EVAL_CHUNK = 2000
 
@@ -26,22 +26,20 @@ def batches(n: int, size: int) -> list[slice]:
 
 @contextlib.contextmanager
 def kept_buffers(net: nn.Module):
-    """Run a block that may touch BN buffers, then put them back exactly. The book's BN
-    (BookBatchNorm) keeps its moving statistics as plain attributes that a train-mode forward
-    reassigns: those are saved too and reassigned afterwards."""
-    from bnviz.norms import BookBatchNorm
-
+    """Run a block that may touch norm statistics, then put them back exactly: every buffer,
+    and every plain tensor attribute of a norm layer (the book's BN, BookBatchNorm, keeps its
+    moving statistics as attributes that a train-mode forward reassigns)."""
     saved = [(b, b.detach().clone()) for b in net.buffers()]
-    books = [(m, m.moving_mean.detach().clone(), m.moving_var.detach().clone())
-             for m in net.modules() if isinstance(m, BookBatchNorm)]
+    plain = [(m, name, t.detach().clone()) for _, m in norm_layers(net)
+             for name, t in vars(m).items() if isinstance(t, torch.Tensor)]
     try:
         yield
     finally:
         with torch.no_grad():
             for b, v in saved:
                 b.copy_(v)
-        for m, mean, var in books:
-            m.moving_mean, m.moving_var = mean, var
+        for m, name, v in plain:
+            setattr(m, name, v)
 
 
 @contextlib.contextmanager
@@ -111,10 +109,10 @@ def precise_stats(net: nn.Module, x: torch.Tensor, batch_size: int
 def set_running_stats(net: nn.Module, stats: dict[str, tuple[torch.Tensor, torch.Tensor, int]]):
     with torch.no_grad():
         for site, m in norm_layers(net):
-            if site in stats and has_running_stats(m):
+            if site in stats and (running := running_stats(m)) is not None:
                 mean, var, _ = stats[site]
-                m.running_mean.copy_(mean.view_as(m.running_mean))
-                m.running_var.copy_(var.view_as(m.running_var))
+                running[0].copy_(mean.view_as(running[0]))
+                running[1].copy_(var.view_as(running[1]))
 
 
 def evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor, how: str, *, batch_size: int,

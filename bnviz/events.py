@@ -42,6 +42,7 @@ class Evaluation:
     eval_batch_acc: float  # one fixed test batch in eval mode ...
     train_mode_batch_acc: float  # ... and the same batch normalised with its own statistics
     by_mode: dict[str, float] = field(default_factory=dict)  # test acc per eval mode
+    metrics: dict[str, float] = field(default_factory=dict)  # the registry's probe metrics
     kind: str = "eval"
 
 

@@ -5,18 +5,21 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+from bnviz import norm_kinds
 from bnviz.config import KNOB, PRESETS, SITES, Config, differing_knobs
+from bnviz.metrics import EVAL_MODES, grid_metrics, metric
 from bnviz.stats import fluctuation
 
-DEFAULT_SEEDS = 5  # per configuration, on pages and in the CLI: the results library's
-METRICS = ("train_loss", "train_acc", "test_acc", "test_acc_running", "test_acc_precise", "gap")
-EVAL_MODES = ("running", "precise", "batch")
+DEFAULT_SEEDS = 5  # per configuration, on pages, in the CLI and in the results library
 
 
 @dataclass(frozen=True)
 class GridPoint:
+    """One configuration of a grid. `arm` is its id (stable: readings, findings and tests
+    look arms up by it); `label` is what people read and may change freely."""
     label: str
     config: Config
+    arm: str = ""
 
 
 def seed_list(base: Config, seeds: int) -> list[int]:
@@ -28,7 +31,7 @@ def seed_list(base: Config, seeds: int) -> list[int]:
 def with_seeds(points: list[GridPoint], seeds: int) -> list[GridPoint]:
     """Each configuration once per seed (seed = its config's seed, +1, +2, ...); labels stay the
     configuration's, so results group by label."""
-    return [GridPoint(p.label, p.config.replace(seed=s))
+    return [GridPoint(p.label, p.config.replace(seed=s), p.arm)
             for p in points for s in seed_list(p.config, seeds)]
 
 
@@ -44,39 +47,39 @@ def ablation_grid(base: Config) -> list[GridPoint]:
 
     def only(*keep: str) -> Config:
         return bn.replace(**{f"norm_{s}": s in keep for s in SITES})
-    points = [GridPoint("all four BN layers", bn),
-              GridPoint("no BN", bn.replace(norm="none"))]
+    points = [GridPoint("all four BN layers", bn, "all"),
+              GridPoint("no BN", bn.replace(norm="none"), "none")]
     for s in SITES:
-        points.append(GridPoint(f"without {s} BN", only(*(x for x in SITES if x != s))))
-    points += [GridPoint("only conv1 + fc1 BN", only("conv1", "fc1")),
-               GridPoint("only conv2 + fc2 BN", only("conv2", "fc2")),
-               GridPoint("only the conv BNs", only("conv1", "conv2")),
-               GridPoint("FC BNs → dropout 0.5", bn.replace(dropout_fc=True, dropout_p=0.5))]
+        points.append(GridPoint(f"without {s} BN", only(*(x for x in SITES if x != s)),
+                                f"without_{s}"))
+    points += [GridPoint("only conv1 + fc1 BN", only("conv1", "fc1"), "only_conv1_fc1"),
+               GridPoint("only conv2 + fc2 BN", only("conv2", "fc2"), "only_conv2_fc2"),
+               GridPoint("only the conv BNs", only("conv1", "conv2"), "only_conv"),
+               GridPoint("FC BNs → dropout 0.5", bn.replace(dropout_fc=True, dropout_p=0.5),
+                         "dropout_fc")]
     return points
 
 
 def batch_size_grid(base: Config, sizes: Iterable[int] = (2, 4, 8, 16, 32, 64, 128, 256),
                     norms: Iterable[str] = ("bn", "group", "layer", "none"),
-                    scale_lr: bool = True, examples: int = 0) -> list[GridPoint]:
+                    scale_lr: bool = True) -> list[GridPoint]:
     """Test accuracy vs the SGD batch size (examples per step) at a fixed number of examples
     seen (epochs × train-set size): small batches take more, noisier steps. BN's normalisation
     batch is the SGD batch here, so it changes too (norm_batch_grid separates the two). With
     scale_lr the lr follows the batch size linearly from the base's lr at 256. Every norm uses
-    the same lr; GroupNorm has base.groups groups. `examples` is unused (kept for callers)."""
+    the same lr; GroupNorm has base.groups groups."""
     points = []
     for norm in norms:
         for bs in sizes:
             lr = base.lr * bs / 256 if scale_lr else base.lr
             cfg = base.replace(norm=norm, batch_size=bs, devices=1,
                                lr=max(min(lr, 100.0), 1e-4))
-            points.append(GridPoint(f"{norm}, batch {bs}", cfg))
+            points.append(GridPoint(f"{norm}, batch {bs}", cfg, sgd_batch_arm(norm, bs)))
     return points
 
 
 NORM_BATCH_SGD = 256  # the SGD batch of norm_batch_grid: d2l's, and Wu & He's per-step batch
-NORM_NAMES = {"bn": "BN", "bn_scratch": "BN from scratch", "bn_d2l": "BN (book)",
-              "layer": "LayerNorm", "group": "GroupNorm", "instance": "InstanceNorm",
-              "none": "no norm"}
+NORM_NAMES = norm_kinds.LABELS  # id → display name, read live from the norm-kind registry
 
 
 def per_bn_choices(sgd_batch: int = NORM_BATCH_SGD) -> tuple[int, ...]:
@@ -86,6 +89,15 @@ def per_bn_choices(sgd_batch: int = NORM_BATCH_SGD) -> tuple[int, ...]:
     hi = int(KNOB["devices"].hi)
     return tuple(m for m in range(2, sgd_batch + 1)
                  if sgd_batch % m == 0 and m & (m - 1) == 0 and sgd_batch // m <= hi)
+
+
+def norm_batch_arm(norm: str, per_bn: int | None) -> str:
+    """The arm id of one point of norm_batch_grid: 'bn@m4', or 'group@ref' for a reference."""
+    return f"{norm}@ref" if per_bn is None else f"{norm}@m{per_bn}"
+
+
+def sgd_batch_arm(norm: str, batch_size: int) -> str:
+    return f"{norm}@b{batch_size}"
 
 
 def norm_batch_label(norm: str, per_bn: int | None, groups: int = 2) -> str:
@@ -114,49 +126,48 @@ def norm_batch_grid(base: Config, per_bn: Iterable[int] | None = None,
         raise ValueError(f"examples per BN must be one of {', '.join(map(str, allowed))} at "
                          f"SGD batch {sgd_batch}, got {', '.join(map(str, bad))}")
     fixed = base.replace(batch_size=sgd_batch, devices=1)
-    points = [GridPoint(norm_batch_label(n, m), fixed.replace(norm=n, devices=sgd_batch // m))
-              for n in norms for m in per_bn]
-    points += [GridPoint(norm_batch_label(r, None, fixed.groups), fixed.replace(norm=r))
-               for r in refs]
+    points = [GridPoint(norm_batch_label(n, m), fixed.replace(norm=n, devices=sgd_batch // m),
+                        norm_batch_arm(n, m)) for n in norms for m in per_bn]
+    points += [GridPoint(norm_batch_label(r, None, fixed.groups), fixed.replace(norm=r),
+                         norm_batch_arm(r, None)) for r in refs]
     return points
 
 
 def lr_grid(base: Config, lrs: Iterable[float] = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0),
             norms: Iterable[str] = ("bn", "none")) -> list[GridPoint]:
-    return [GridPoint(f"{n}, lr {lr:g}", base.replace(norm=n, lr=lr)) for n in norms
-            for lr in lrs]
+    return [GridPoint(f"{n}, lr {lr:g}", base.replace(norm=n, lr=lr), f"{n}@lr{lr:g}")
+            for n in norms for lr in lrs]
 
 
 def devices_grid(base: Config, ks: Iterable[int] = (1, 2, 4, 8)) -> list[GridPoint]:
     return [GridPoint(f"{k} device(s), {base.batch_size // k} per device",
-                      base.replace(devices=k)) for k in ks if base.batch_size % k == 0]
+                      base.replace(devices=k), f"devices{k}")
+            for k in ks if base.batch_size % k == 0]
 
 
 def bias_grid(base: Config) -> list[GridPoint]:
     """The same LeNet-BN with and without the biases that BN cancels (seeds: with_seeds)."""
-    return [GridPoint(f"bias {'on' if b else 'off'}", base.replace(bias=b)) for b in (True, False)]
+    return [GridPoint(f"bias {'on' if b else 'off'}", base.replace(bias=b),
+                      f"bias_{'on' if b else 'off'}") for b in (True, False)]
 
 
 def fluctuation_grid(base: Config) -> list[GridPoint]:
     """One run evaluated with running, PreciseBN and batch statistics at every evaluation."""
-    return [GridPoint("LeNet-BN, evaluated three ways", base.replace(compare_eval=True))]
+    return [GridPoint("LeNet-BN, evaluated three ways", base.replace(compare_eval=True),
+                      "three_ways")]
 
 
 
 
-def result_row(label: str, view) -> dict:
-    """One row of a grid's table from a RunView (or None when not run yet)."""
+def result_row(label: str, view, arm: str = "") -> dict:
+    """One row of a grid's table from a RunView (or None when not run yet): every grid metric
+    of the registry (bnviz.metrics), and with compare_eval each eval mode's swing and final
+    accuracy."""
     if view is None:
-        return dict(run=label, status="not run", **{m: math.nan for m in METRICS},
-                    fluctuation=math.nan, run_id="")
-    s = view.summary or {}
-    tr, te = s.get("train_acc", math.nan), s.get("test_acc", math.nan)
-    row = dict(run=label, status=view.status, train_loss=s.get("train_loss", math.nan),
-               train_acc=tr, test_acc=te,
-               test_acc_running=s.get("test_acc_running", math.nan),
-               test_acc_precise=s.get("test_acc_precise", math.nan), gap=tr - te,
-               fluctuation=fluctuation([e["test_acc"] for e in view.evals]),
-               run_id=view.run_id)
+        return dict(run=label, arm=arm, status="not run",
+                    **{m: math.nan for m in grid_metrics()}, run_id="")
+    row = dict(run=label, arm=arm, status=view.status,
+               **{m: metric(m).value(view) for m in grid_metrics()}, run_id=view.run_id)
     if view.config.compare_eval:  # the same evaluations three ways: each one's swing
         for how in EVAL_MODES:
             accs = [(e.get("by_mode") or {}).get(how, math.nan) for e in view.evals]
@@ -171,19 +182,20 @@ def dataparallel_grid(base: Config) -> list[GridPoint]:
     replica and is lost; eval-mode accuracy collapses while training looks fine. Buffers
     updated in place (bn_scratch, nn.BatchNorm) survive. Batch size, lr, epochs and seed are
     the base's."""
-    arms = [("book BN, 1 device", "bn_d2l", 1),
-            ("book BN, 2 devices (DataParallel)", "bn_d2l", 2),
-            ("fixed: buffers updated in place, 2 devices", "bn_scratch", 2),
-            (f"nn.BatchNorm, 8 devices ({base.batch_size // 8} per device)", "bn", 8),
-            ("nn.BatchNorm, 1 device", "bn", 1)]
-    return [GridPoint(label, base.replace(norm=norm, devices=k)) for label, norm, k in arms]
+    arms = [("book_1", "book BN, 1 device", "bn_d2l", 1),
+            ("book_2", "book BN, 2 devices (DataParallel)", "bn_d2l", 2),
+            ("scratch_2", "fixed: buffers updated in place, 2 devices", "bn_scratch", 2),
+            ("bn_8", f"nn.BatchNorm, 8 devices ({base.batch_size // 8} per device)", "bn", 8),
+            ("bn_1", "nn.BatchNorm, 1 device", "bn", 1)]
+    return [GridPoint(label, base.replace(norm=norm, devices=k), arm)
+            for arm, label, norm, k in arms]
 
 
 def presets_grid(base: Config) -> list[GridPoint]:
     """d2l's three runs of the chapter (the presets), with the base's data, epochs and seed."""
     touched = {k for values in PRESETS.values() for k in values}
     neutral = base.replace(**{k: getattr(Config(), k) for k in touched})
-    return [GridPoint(name, neutral.replace(**values)) for name, values in PRESETS.items()]
+    return [GridPoint(name, neutral.replace(**values), name) for name, values in PRESETS.items()]
 
 
 GRIDS: dict[str, Callable[[Config], list[GridPoint]]] = {

@@ -7,8 +7,9 @@ import numpy as np
 import torch
 
 from bnviz import data as data_mod
+from bnviz import norm_kinds
 from bnviz.config import Config
-from bnviz.model import build_lenet, build_seeded, norm_layers
+from bnviz.model import build_lenet, norm_layers, running_stats, scale_shift
 from bnviz.norms import batch_stats
 
 
@@ -21,10 +22,17 @@ class LayerIO:
     mean: np.ndarray  # (C,)
     var: np.ndarray  # (C,), biased, as used for normalising
     stats_shape: tuple[int, ...]  # (1, C, 1, 1) with keepdim for conv, (C,) for FC
-    gamma_shape: tuple[int, ...]
+    gamma_shape: tuple[int, ...]  # () for a kind without a learned scale
     out_mean: np.ndarray  # per channel, after normalising (≈ beta)
     out_std: np.ndarray  # per channel (≈ |gamma|, or 0 when nothing was left to normalise)
     output: np.ndarray  # the normalised values, flattened per channel: (C, count)
+
+
+def shown_norm(norm: str) -> str:
+    """The kind these views show for a config's norm: its own when it takes statistics over
+    the batch (BN in its three forms, or any batch-dependent kind registered), else
+    nn.BatchNorm — the views are about what a norm computes from the batch."""
+    return norm if norm in norm_kinds.batch_dependent() else "bn"
 
 
 def real_batch(cfg: Config, n: int, seed: int = 0) -> torch.Tensor:
@@ -36,7 +44,7 @@ def real_batch(cfg: Config, n: int, seed: int = 0) -> torch.Tensor:
 
 def capture(cfg: Config, x: torch.Tensor, seed: int = 0) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Input and output of every norm layer for batch `x`, in train mode (batch statistics)."""
-    net = build_seeded(cfg, seed)
+    net = build_lenet(cfg, seed)
     net.train()
     seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     hooks = [m.register_forward_hook(
@@ -69,9 +77,10 @@ def layer_io(cfg: Config, n: int, site: str, seed: int = 0) -> LayerIO:
     axes = (0,) if inp.dim() == 2 else (0, 2, 3)
     c = inp.shape[1]
     per_channel = out.transpose(0, 1).reshape(c, -1)
-    gamma = dict(norm_layers(build_lenet(cfg)))[site].weight
+    gamma, _ = scale_shift(dict(norm_layers(build_lenet(cfg)))[site])
     return LayerIO(site, tuple(inp.shape), axes, inp.numel() // c, mean.flatten().numpy(),
-                   var.flatten().numpy(), tuple(mean.shape), tuple(gamma.shape),
+                   var.flatten().numpy(), tuple(mean.shape),
+                   () if gamma is None else tuple(gamma.shape),
                    per_channel.mean(1).numpy(), per_channel.std(1, unbiased=False).numpy(),
                    per_channel.numpy())
 
@@ -109,7 +118,7 @@ def two_example_outputs(cfg: Config, site: str = "fc1", seed: int = 0) -> TwoExa
     (batch_stats), so it does not depend on gamma and beta; `output` is what the layer gave."""
     if not site.startswith("fc"):
         raise ValueError(f"two_example_outputs is about the FC sites (fc1, fc2), got {site!r}")
-    cfg = cfg.replace(devices=1, norm=cfg.norm if cfg.norm in ("bn", "bn_scratch", "bn_d2l")
+    cfg = cfg.replace(devices=1, norm=cfg.norm if cfg.norm in norm_kinds.batchnorms()
                       else "bn", **{f"norm_{site}": True}, dropout_fc=False)
     x = real_batch(cfg, 2, seed)
     seen = capture(cfg, x, seed)
@@ -128,12 +137,11 @@ def moving_stats_after_steps(cfg: Config, steps: int = 3, n: int = 64, seed: int
     layer, the largest |running mean| and the mean running variance afterwards. Under
     simulated DataParallel the book's BN keeps exactly (0, 1): every update was lost on a
     replica."""
-    from bnviz.model import has_running_stats
-    net = build_seeded(cfg, seed)
+    net = build_lenet(cfg, seed)
     net.train()
     x = real_batch(cfg, n * steps, seed)
     with torch.no_grad():
         for b in x.split(n):
             net(b)
-    return {site: (float(m.running_mean.abs().max()), float(m.running_var.mean()))
-            for site, m in norm_layers(net) if has_running_stats(m)}
+    return {site: (float(stats[0].abs().max()), float(stats[1].mean()))
+            for site, m in norm_layers(net) if (stats := running_stats(m)) is not None}

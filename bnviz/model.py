@@ -7,8 +7,9 @@ from functools import partial
 import torch
 from torch import nn
 
-from bnviz.config import BN_KINDS, SITE_WIDTH, Config
-from bnviz.norms import BatchNormScratch, GhostBatchNorm, make_norm
+from bnviz import norm_kinds
+from bnviz.config import Config
+from bnviz.norms import GhostBatchNorm, make_norm
 
 
 # Weights and biases are drawn from generators of the run's own, seeded from its seed
@@ -26,12 +27,6 @@ def init_generators(seed: int) -> tuple[torch.Generator, torch.Generator]:
     weights are the same whether or not the layers have biases."""
     return (torch.Generator().manual_seed(seed & (2**64 - 1)),
             torch.Generator().manual_seed((seed ^ BIAS_SEED_SALT) & (2**64 - 1)))
-
-
-def build_seeded(cfg: Config, seed: int | None = None, **kw) -> nn.Sequential:
-    """build_lenet with the weights drawn from `seed` (default cfg.seed). Thread-safe: the
-    initialisation uses generators of its own, not torch's global RNG (which it leaves alone)."""
-    return build_lenet(cfg, seed=seed, **kw)
 
 
 class SeededDropout(nn.Dropout):
@@ -69,7 +64,7 @@ def site_layers(cfg: Config, site: str, width: int, num_dims: int) -> list[tuple
         # d2l's dropout chapter puts dropout after the activation.
         return [(f"{site}_act", _act(cfg.activation)),
                 (f"{site}_dropout", SeededDropout(cfg.dropout_p, cfg.seed * 4 + SITE_INDEX[site]))]
-    if cfg.norm == "none" or not getattr(cfg, f"norm_{site}"):
+    if not feeds_norm(cfg, site):
         return [(f"{site}_act", _act(cfg.activation))]
     norm = make_norm(cfg.norm, width, num_dims, momentum=cfg.momentum, eps=cfg.eps,
                      groups=cfg.groups, slices=cfg.devices)
@@ -78,31 +73,20 @@ def site_layers(cfg: Config, site: str, width: int, num_dims: int) -> list[tuple
 
 
 def feeds_norm(cfg: Config, site: str) -> bool:
-    """Whether a norm layer follows this site at all (before or after the activation)."""
-    if cfg.norm == "none" or not getattr(cfg, f"norm_{site}"):
-        return False
-    return not (site.startswith("fc") and cfg.dropout_fc)
-
-
-# BN_KINDS (config.py) subtract a per-channel mean over the batch (and spatial) axes; ghost BN
-# (devices > 1) too: each slice's mean still removes a per-channel constant.
+    """Whether a norm layer follows this site at all (before or after the activation): the
+    registry decides (norm_kinds.kind_at), for the model, the cost model and the pages."""
+    return norm_kinds.kind_at(cfg, site) is not None
 
 
 def cancels_bias(cfg: Config, site: str) -> bool:
     """Whether the norm at `site` cancels the bias of the conv/linear layer before it exactly:
     it must follow the layer directly, before the activation, and subtract a mean per channel
-    (so a per-channel constant drops out): BatchNorm, or InstanceNorm at the conv sites (mean
-    per sample and channel over H, W). LayerNorm, GroupNorm with fewer groups than channels,
-    and a norm after the activation leave the bias's effect in place."""
-    if not feeds_norm(cfg, site) or cfg.norm_position != "before_act":
-        return False
-    if cfg.norm in BN_KINDS:
-        return True
-    if cfg.norm == "instance":
-        return site.startswith("conv")  # FC sites fall back to LayerNorm
-    if cfg.norm == "group":
-        return cfg.groups == SITE_WIDTH[site]  # one channel per group; never with 1 or 2
-    return False
+    (so a per-channel constant drops out): BatchNorm (ghost BN too: each slice's mean still
+    removes a per-channel constant), or InstanceNorm at the conv sites (mean per sample and
+    channel over H, W). LayerNorm, GroupNorm with fewer groups than channels, and a norm
+    after the activation leave the bias's effect in place. Each kind's `cancels_bias` in
+    bnviz/norm_kinds.py says which."""
+    return norm_kinds.cancels_bias(cfg, site)
 
 
 def _init_layers(net: nn.Module, seed: int) -> None:
@@ -158,7 +142,7 @@ def build_lenet(cfg: Config, seed: int | None = None) -> nn.Sequential:
     _init_layers(net, cfg.seed if seed is None else seed)
     if cfg.freeze_affine:
         for _, m in norm_layers(net):
-            for p in (getattr(m, "weight", None), getattr(m, "bias", None)):
+            for p in scale_shift(m):
                 if p is not None:
                     p.requires_grad_(False)
     return net
@@ -177,5 +161,25 @@ def count_params(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
 
 
+# A norm layer's gamma, beta and running statistics, found under the names its registry entry
+# gives (make_norm tags each layer with its kind; a layer built elsewhere uses PyTorch's names).
+
+def scale_shift(m: nn.Module) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(gamma, beta) of a norm layer from norm_layers(); None where it has no such parameter."""
+    kind = norm_kinds.find(getattr(m, "norm_kind", None))
+    names = (kind.scale, kind.shift) if kind else ("weight", "bias")
+    return tuple(getattr(m, n, None) if n else None for n in names)
+
+
+def running_stats(m: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(running mean, running variance) of a norm layer, or None if it keeps none."""
+    kind = norm_kinds.find(getattr(m, "norm_kind", None))
+    if kind is not None and not kind.running_stats:
+        return None
+    mean, var = (getattr(m, n, None) for n in (kind.stats if kind else
+                                                ("running_mean", "running_var")))
+    return None if mean is None else (mean, var)
+
+
 def has_running_stats(m: nn.Module) -> bool:
-    return isinstance(m, BatchNormScratch) or getattr(m, "running_mean", None) is not None
+    return running_stats(m) is not None

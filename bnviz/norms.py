@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bnviz import norm_kinds
+
 
 def batch_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and biased variance the way d2l writes them: over N for (N, D), over N, H, W
@@ -182,30 +184,63 @@ class GhostBatchNorm(nn.Module):
             return m.normalize(x, update)
         if update:
             return m(x)
-        return F.batch_norm(x, None, None, m.weight, m.bias, True, 0.0, m.eps)
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            return F.batch_norm(x, None, None, m.weight, m.bias, True, 0.0, m.eps)
+        # Any other batch-dependent kind: its statistics are updated on slice 0 only, as
+        # DataParallel's other replicas update copies that are thrown away.
+        saved = [b.detach().clone() for b in m.buffers()]
+        y = m(x)
+        with torch.no_grad():
+            for b, v in zip(m.buffers(), saved):
+                b.copy_(v)
+        return y
+
+
+def torch_batchnorm(num_features: int, num_dims: int, *, momentum: float, eps: float,
+                    **_) -> nn.Module:
+    return (nn.BatchNorm2d if num_dims == 4 else nn.BatchNorm1d)(num_features, eps, momentum)
+
+
+def scratch_batchnorm(num_features: int, num_dims: int, *, momentum: float, eps: float,
+                      **_) -> nn.Module:
+    return BatchNormScratch(num_features, num_dims, momentum, eps)
+
+
+def book_batchnorm(num_features: int, num_dims: int, *, momentum: float, eps: float,
+                   **_) -> nn.Module:
+    return BookBatchNorm(num_features, num_dims, momentum, eps)
+
+
+def layer_norm(num_features: int, num_dims: int, *, eps: float, **_) -> nn.Module:
+    # At conv sites one group of all channels: LayerNorm's statistics (over C, H, W per
+    # example) with one gamma per channel, not nn.LayerNorm's one per position.
+    if num_dims == 4:
+        return nn.GroupNorm(1, num_features, eps)
+    return nn.LayerNorm(num_features, eps)
+
+
+def group_norm(num_features: int, num_dims: int, *, eps: float, groups: int, **_) -> nn.Module:
+    return nn.GroupNorm(groups, num_features, eps)
+
+
+def instance_norm(num_features: int, num_dims: int, *, momentum: float, eps: float,
+                  **_) -> nn.Module:
+    # Conv sites only: the registry builds LayerNorm at FC sites (its `fallback`).
+    return nn.InstanceNorm2d(num_features, eps, momentum, affine=True)
 
 
 def make_norm(kind: str, num_features: int, num_dims: int, *, momentum: float = 0.1,
               eps: float = 1e-5, groups: int = 2, slices: int = 1) -> nn.Module:
-    """One normalisation layer for `num_features` channels (num_dims 4) or features (2)."""
-    conv = num_dims == 4
-    if kind == "bn":
-        layer = (nn.BatchNorm2d if conv else nn.BatchNorm1d)(num_features, eps, momentum)
-    elif kind == "bn_scratch":
-        layer = BatchNormScratch(num_features, num_dims, momentum, eps)
-    elif kind == "bn_d2l":
-        layer = BookBatchNorm(num_features, num_dims, momentum, eps)
-    elif kind == "layer":
-        layer = nn.GroupNorm(1, num_features, eps) if conv else nn.LayerNorm(num_features, eps)
-    elif kind == "group":
-        layer = nn.GroupNorm(groups, num_features, eps)
-    elif kind == "instance":
-        # Per-sample, per-channel statistics; a fully-connected feature has only one value
-        # per sample, so FC sites fall back to LayerNorm.
-        layer = (nn.InstanceNorm2d(num_features, eps, momentum, affine=True) if conv
-                 else nn.LayerNorm(num_features, eps))
-    else:
-        raise ValueError(f"unknown norm kind {kind!r}")
-    if slices > 1 and kind in ("bn", "bn_scratch", "bn_d2l"):
+    """One normalisation layer of the registered `kind` (bnviz.norm_kinds) for `num_features`
+    channels (num_dims 4) or features (2). The layer carries its kind's id as `norm_kind`
+    (the fallback's at sites its kind does not handle), so code holding only the model can ask
+    the registry about it; a batch-dependent kind on `slices` > 1 devices is wrapped in
+    GhostBatchNorm."""
+    k = norm_kinds.get(kind)
+    if ("conv" if num_dims == 4 else "fc") not in k.sites:
+        k = norm_kinds.get(k.fallback)
+    layer = k.build(num_features, num_dims, momentum=momentum, eps=eps, groups=groups)
+    layer.norm_kind = k.id
+    if slices > 1 and k.batch_dependent:
         layer = GhostBatchNorm(layer, slices)
     return layer

@@ -14,7 +14,10 @@ from bnviz import data as data_mod
 from bnviz.config import Config
 from bnviz.evaluation import evaluate, kept_buffers, mode
 from bnviz.events import BNSnapshot, EpochEnd, Evaluation, RunEnded, RunStarted, Step
-from bnviz.model import build_seeded, count_params, has_running_stats, norm_layers
+from bnviz.metrics import EVAL_MODES, FINAL_MODES, MetricContext, probes, summary_defaults
+from bnviz.model import (build_lenet, count_params, has_running_stats, norm_layers,
+                         running_stats, scale_shift)
+from bnviz.schedule import epoch_plan, probe_size
 
 Listener = Callable[[object], None]
 # A loss this far above chance (ln 10 ≈ 2.3) means the run has blown up even if it is finite:
@@ -60,12 +63,12 @@ def snapshot(net: torch.nn.Module) -> dict[str, dict[str, np.ndarray]]:
     out = {}
     for site, m in norm_layers(net):
         d = {}
-        if getattr(m, "weight", None) is not None:
-            d["gamma"] = _copy(m.weight)
-            d["beta"] = _copy(m.bias)
-        if has_running_stats(m):
-            d["running_mean"] = _copy(m.running_mean)
-            d["running_var"] = _copy(m.running_var)
+        gamma, beta = scale_shift(m)  # under the names the kind's registry entry gives
+        if gamma is not None:
+            d["gamma"] = _copy(gamma)
+            d["beta"] = _copy(beta)
+        if (running := running_stats(m)) is not None:
+            d["running_mean"], d["running_var"] = _copy(running[0]), _copy(running[1])
         if d:
             out[site] = d
     return out
@@ -80,7 +83,7 @@ class Trainer:
 
     def __init__(self, cfg: Config, listeners: Iterable[Listener] = (),
                  stop: threading.Event | None = None, dataset: data_mod.Dataset | None = None,
-                 build: Callable[[Config], torch.nn.Module] = build_seeded,
+                 build: Callable[[Config], torch.nn.Module] = build_lenet,
                  info: dict | None = None):
         """`build` makes the model from the config (default: the plain LeNet of
         bnviz.model; bnviz.speed.lenet.training_setup() gives a faster one with the same
@@ -102,9 +105,7 @@ class Trainer:
         self._train_time = 0.0
         self._examples = 0
         self._total = -1
-        self.summary = {"status": "running", "train_loss": math.nan, "train_acc": math.nan,
-                        "test_acc": math.nan, "test_loss": math.nan, "test_acc_running": math.nan,
-                        "test_acc_precise": math.nan, "examples_per_sec": 0.0,
+        self.summary = {"status": "running", **summary_defaults(), "examples_per_sec": 0.0,
                         "iterations": 0, "epochs_done": 0}
         status, reason = "finished", ""
         try:
@@ -150,12 +151,8 @@ class Trainer:
         params = [p for p in net.parameters() if p.requires_grad]
         opt = torch.optim.SGD(params, lr=cfg.lr)
         n = len(ds.train_y)
-        bs = min(cfg.batch_size, n)
-        rem = n % bs
-        # A last batch with one example per device would make BatchNorm1d refuse the whole
-        # run for an accident of arithmetic; d2l's loader would keep it, we drop it.
-        drop_last = bs > 1 and 0 < rem < 2 * cfg.devices
-        steps = n // bs if drop_last or rem == 0 else n // bs + 1
+        plan = epoch_plan(n, cfg.batch_size, cfg.devices)
+        bs, steps = plan.batch_size, plan.steps
         total = steps * cfg.epochs
         self._total = total
         self.summary.update(data_source=ds.source, data=ds.description, device=str(device),
@@ -164,7 +161,7 @@ class Trainer:
         self.emit(RunStarted(cfg.to_dict(), ds.source, ds.description, str(device),
                              count_params(net), n, len(ds.test_y), steps, total))
         gen = torch.Generator().manual_seed(cfg.seed)
-        probe = slice(0, min(max(bs, 2), len(ds.test_y)))  # fixed test batch for chart 3
+        probe = slice(0, probe_size(cfg.batch_size, n, len(ds.test_y)))
         eval_every = cfg.eval_every or steps
         snap_every = cfg.snapshot_every or eval_every
         # The state before any step (gamma = 1, beta = 0, running mean 0, var 1): where the
@@ -208,7 +205,7 @@ class Trainer:
                     flushed, last_flush = b + 1, now
                 if due_eval:
                     self._evaluate(net, ds, it, epoch + (b + 1) / steps, losses, correct, sizes,
-                                   b + 1, probe)
+                                   b + 1, probe, (xb, yb))
                 if it % snap_every == 0 or b == steps - 1:
                     self.emit(BNSnapshot(it, epoch + (b + 1) / steps, snapshot(net)))
             elapsed = time.perf_counter() - t_epoch
@@ -233,11 +230,12 @@ class Trainer:
             self.emit(Step(first_it + i, epoch + (start + i + 1) / steps, l, c / k))
         self.summary["iterations"] = it
 
-    def _evaluate(self, net, ds, it, epoch, losses, correct, sizes, upto, probe) -> None:
+    def _evaluate(self, net, ds, it, epoch, losses, correct, sizes, upto, probe,
+                  batch) -> None:
         cfg = self.cfg
         kw = dict(batch_size=cfg.batch_size, train_x=ds.train_x,
                   precise_samples=cfg.precise_samples)
-        modes = ("running", "precise", "batch") if cfg.compare_eval else (cfg.eval_mode,)
+        modes = EVAL_MODES if cfg.compare_eval else (cfg.eval_mode,)
         by_mode = {}
         for how in modes:
             by_mode[how] = evaluate(net, ds.test_x, ds.test_y, how, **kw)
@@ -248,7 +246,7 @@ class Trainer:
             # statistics' lag swings single-run accuracy far more than PreciseBN's.
             final = {m: a for m, (_, a) in by_mode.items()}
             if any(has_running_stats(m) for _, m in norm_layers(net)):
-                for how in ("running", "precise"):
+                for how in FINAL_MODES:
                     if how not in final:
                         final[how] = evaluate(net, ds.test_x, ds.test_y, how, **kw)[1]
             else:  # nothing to recompute: every mode is the same computation
@@ -267,10 +265,15 @@ class Trainer:
         except ValueError:
             train_batch = math.nan
         net.train()
+        measured = {}
+        for m in probes():  # the registry's probe metrics, on this step's training batch
+            with kept_buffers(net):
+                measured[m.id] = float(m.probe(MetricContext(net, cfg, ds, it, batch)))
+            net.train()
         self.summary.update(train_loss=train_loss, train_acc=train_acc, test_acc=test_acc,
-                            test_loss=test_loss)
+                            test_loss=test_loss, **measured)
         self.emit(Evaluation(it, epoch, test_loss, test_acc, train_loss, train_acc, eval_batch,
-                             train_batch, {k: v[1] for k, v in by_mode.items()}))
+                             train_batch, {k: v[1] for k, v in by_mode.items()}, measured))
 
 
 def train(cfg: Config, listeners: Iterable[Listener] = (), **kw) -> dict:

@@ -1,9 +1,9 @@
 """d2l's exercise: is BN needed in every layer? One button runs the whole grid over seeds."""
 import streamlit as st
 
+from bnviz import readings
 from bnviz.experiments import ablation_grid
-from bnviz.runs.results import estimate, summarize
-from bnviz.stats import compare_text
+from bnviz.runs.results import summarize
 from bnviz.dashboard.grid import finished_all, grid_controls, grid_panel, page_seeds, run_buttons, seeded
 from bnviz.dashboard.nav import via_app
 
@@ -17,22 +17,15 @@ st.markdown("Trains LeNet-BN ten ways: all four BN layers, none, each one remove
             "shared link shows its results at once.")
 base, problems = grid_controls(("dataset", "train_size", "epochs", "seed", "batch_size", "lr",
                                 "norm", "activation"), "ablation")
-points = seeded(ablation_grid(base), "ablation")
-st.caption(f"{len(points)} runs: 10 configurations × {page_seeds('ablation')} seeds, "
+grid = ablation_grid(base)
+points = seeded(grid, "ablation")
+st.caption(f"{len(points)} runs: {len(grid)} configurations × {page_seeds('ablation')} seeds, "
            f"{base.epochs} epochs each.")
 if not problems:
     run_buttons(points, base, "▶ Run the grid", page="ablation")
     table = grid_panel(points, key="ablation")
     if finished_all(table):
-        summary = summarize(table)
-        ref = estimate(summary, "all four BN layers", "test_acc_precise")
-        lines = []
-        for label in summary.run:
-            if label == "all four BN layers":
-                continue
-            e = estimate(summary, label, "test_acc_precise")
-            lines.append(f"- **{label}**: " + compare_text(label, e, "all four BN layers", ref,
-                                                           "test accuracy (PreciseBN)"))
+        reading = readings.ablation(summarize(table))
         st.markdown("**Against all four BN layers** (test accuracy with PreciseBN statistics, "
                     "whose seed-to-seed spread is far smaller than with running statistics):")
-        st.markdown("\n".join(lines))
+        st.markdown("\n".join(f"- **{c.name_a}**: {c.text()}" for c in reading.comparisons))

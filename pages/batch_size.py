@@ -9,19 +9,21 @@ import streamlit as st
 from bnviz.dashboard import charts
 
 from bnviz.dashboard import ui
+from bnviz import norm_kinds
 from bnviz.config import validate
 from bnviz.experiments import NORM_BATCH_SGD, GridPoint, batch_size_grid, per_bn_choices
 from bnviz.library.catalog import (PER_BN, SGD_NORMS, SGD_SIZES, batch1_config, batch1_points,
                                    norm_batch_points, sgd_batch_points)
-from bnviz.runs.results import estimate, summarize
-from bnviz.stats import compare_text, mean_ci, separated
+from bnviz import readings
+from bnviz.runs.results import row_of, summarize
+from bnviz.stats import mean_ci
 from bnviz.dashboard.grid import finished_all, grid_controls, grid_panel, page_seeds, run_buttons, seeded
 from bnviz.dashboard import cached
 from bnviz.dashboard.nav import via_app
 
 via_app()  # first request after a server start: rerun through app.py
 
-PAGE = "batch"
+PAGE = "batch-size"
 SGD = NORM_BATCH_SGD
 
 st.title("Batch size")
@@ -41,9 +43,7 @@ def _configs_ok(points: list[GridPoint]) -> list[str]:
     return list(dict.fromkeys(f"{p.label}: {e}" for p in points for e in validate(p.config)))
 
 
-METRIC_NAMES = {"test_acc_running": "test accuracy, running statistics (eval mode)",
-                "test_acc_precise": "test accuracy, PreciseBN"}
-CHANCE = 0.15  # Fashion-MNIST has 10 balanced classes: below this a run has not trained
+METRIC_NAMES = readings.NORM_BATCH_METRICS
 
 
 def sentence(text: str) -> str:
@@ -53,8 +53,10 @@ def sentence(text: str) -> str:
 def norm_batch_figure(table, m_of: dict, refs: list[str], revision: str = "",
                       y: str = "test_acc_running") -> go.Figure:
     """BN's test accuracy against examples per BN (mean, 95% CI, seeds as dots), with each
-    batch-independent norm as a horizontal reference: its mean (dashed) and 95% CI band."""
-    bn = table[~table.run.isin(refs)].assign(per_bn=lambda d: d.run.map(m_of), series="BN")
+    batch-independent norm as a horizontal reference: its mean (dashed) and 95% CI band.
+    `m_of` maps BN's arm ids to m, `refs` are the references' arm ids."""
+    bn = table[table.arm.isin(list(m_of))].assign(per_bn=lambda d: d.arm.map(m_of),
+                                                   series="BN")
     fig = charts.sweep_figure(bn, "per_bn", "series", log_x=True, revision=revision, y=y,
                               ytitle={"test_acc_running": "test acc, running stats",
                                       "test_acc_precise": "test acc, PreciseBN"}[y],
@@ -63,10 +65,11 @@ def norm_batch_figure(table, m_of: dict, refs: list[str], revision: str = "",
     ms = sorted(set(m_of.values())) or [SGD]
     lo_x, hi_x = ms[0] / 1.3, ms[-1] * 1.3
     styles = (("#2ca02c", "dash"), ("#9467bd", "dot"), ("#8c564b", "dashdot"))
-    for i, label in enumerate(refs):
-        ok = table[(table.run == label) & (table.status == "finished")]
+    for i, arm in enumerate(refs):
+        ok = table[(table.arm == arm) & (table.status == "finished")]
         if ok.empty:
             continue
+        label = ok.run.iloc[0]
         e = mean_ci(ok[y])
         color, dash = styles[i % len(styles)]
         if e.n > 1 and not math.isnan(e.half):
@@ -84,10 +87,10 @@ def norm_batch_figure(table, m_of: dict, refs: list[str], revision: str = "",
     return fig
 
 
-def warn_chance(summary, metric: str, what: str, lr_text: str) -> None:
-    """Name the configurations whose mean accuracy is at chance: comparing with them says
-    little, whatever the intervals say."""
-    flat = [r for r in summary.run if (e := estimate(summary, r, metric)).n and e.mean < CHANCE]
+def warn_chance(summary, arms: tuple[str, ...], what: str, lr_text: str) -> None:
+    """Name the configurations whose mean accuracy is at chance (a reading's `at_chance`):
+    comparing with them says little, whatever the intervals say."""
+    flat = [str(row_of(summary, a)["run"]) for a in arms]
     if flat:
         st.warning(f"At chance level (about 0.1 for 10 classes) in {what}: {'; '.join(flat)}. "
                    f"A comparison with a run at chance says little about batch size: it may "
@@ -95,30 +98,6 @@ def warn_chance(summary, metric: str, what: str, lr_text: str) -> None:
                    f"larger training set give it more), or, for BN with running statistics, "
                    f"its test-time statistics may not fit its weights (compare PreciseBN in "
                    f"the table).")
-
-
-def norm_batch_readings(summary, per_bn: list[int], refs: list[str], metric: str) -> list[str]:
-    """Sentences for one metric: BN at the smallest vs the largest m, BN at each end vs the
-    GroupNorm reference, GroupNorm vs LayerNorm; a difference only where the CIs separate."""
-    what = METRIC_NAMES[metric]
-    lo, hi = min(per_bn), max(per_bn)
-    ends = list(dict.fromkeys([lo, hi]))
-    lines = []
-    if lo != hi:
-        lines.append(compare_text(f"BN at m = {lo}", estimate(summary, f"BN, {lo} per BN", metric),
-                                  f"BN at m = {hi}", estimate(summary, f"BN, {hi} per BN", metric),
-                                  what))
-    gn = next((r for r in refs if r.startswith("GroupNorm")), None)
-    ln = next((r for r in refs if r.startswith("LayerNorm")), None)
-    if gn:
-        for m in ends:
-            lines.append(compare_text(f"BN at m = {m}",
-                                      estimate(summary, f"BN, {m} per BN", metric),
-                                      "GroupNorm (2 groups)", estimate(summary, gn, metric), what))
-    if gn and ln:
-        lines.append(compare_text("GroupNorm (2 groups)", estimate(summary, gn, metric),
-                                  "LayerNorm (1 group)", estimate(summary, ln, metric), what))
-    return lines
 
 
 # -- 1. The normalisation batch --------------------------------------------------------------
@@ -138,8 +117,8 @@ if 2 not in choices:
     st.caption(f"m = 2 would need {SGD // 2} simulated devices; the devices knob goes up to "
                f"{SGD // min(choices)}, so the smallest m here is {min(choices)}.")
 points = norm_batch_points(base, per_bn)
-refs = [p.label for p in points if p.label.endswith("reference")]
-m_of = {p.label: SGD // p.config.devices for p in points if p.label not in refs}
+refs = [p.arm for p in points if p.arm.endswith("@ref")]
+m_of = {p.arm: SGD // p.config.devices for p in points if p.arm not in refs}
 st.markdown(
     f"**Held fixed** in every run of this chart: the SGD batch ({SGD}), the learning rate "
     f"(**{base.lr:g} for every normalisation** — the base lr, BN's; it is not tuned for "
@@ -170,10 +149,10 @@ if per_bn and not problems and not bad:
         st.subheader("What these runs show")
         for m in METRIC_NAMES:
             st.markdown(f"**{sentence(METRIC_NAMES[m])}**")
-            for line in norm_batch_readings(s1, per_bn, refs, m):
-                st.write("- " + line)
-        for mt in METRIC_NAMES:
-            warn_chance(s1, mt, METRIC_NAMES[mt], f"lr {base.lr:g}")
+            reading = readings.norm_batch(s1, m)
+            for c in reading.comparisons:
+                st.write("- " + c.text())
+            warn_chance(s1, reading.at_chance, METRIC_NAMES[m], f"lr {base.lr:g}")
         st.caption("A difference is claimed only where the two 95% confidence intervals over "
                    "seeds do not overlap. Running statistics lag the weights when the lr is "
                    "high, so that accuracy swings from run to run; PreciseBN recomputes BN's "
@@ -195,9 +174,8 @@ st.markdown(
 c1, c2 = st.columns(2)
 sizes = c1.multiselect("SGD batch sizes", [2, 4, 8, 16, 32, 64, 128, 256, 512],
                        list(SGD_SIZES), key="bs_sizes")
-norms = c2.multiselect("Normalisations", ["bn", "group", "layer", "none"],
-                       list(SGD_NORMS), key="bs_norms",
-                       format_func=lambda n: ui.CHOICE_LABELS[n])
+norms = c2.multiselect("Normalisations", list(norm_kinds.IDS), list(SGD_NORMS), key="bs_norms",
+                       format_func=norm_kinds.option)
 scale = st.toggle(f"Scale the learning rate with the batch size (lr × batch / {SGD})", True,
                   help="Without it, small batches take many more steps at the same lr.")
 st.caption(f"lr: {base.lr:g} × batch / {SGD} (the linear scaling rule), the same for every "
@@ -217,14 +195,12 @@ if sweep and not problems:
         "same examples seen", revision=revision))
     if finished_all(t2):
         s2 = summarize(t2)
-        done_sizes = sorted({p.config.batch_size for p in sweep})
-        if len(done_sizes) > 1:
-            lo, hi = done_sizes[0], done_sizes[-1]
-            for n in dict.fromkeys(p.config.norm for p in sweep):
-                a, b = estimate(s2, f"{n}, batch {lo}"), estimate(s2, f"{n}, batch {hi}")
-                st.write(f"- **{ui.CHOICE_LABELS[n]}**: " + compare_text(
-                    f"batch {lo}", a, f"batch {hi}", b))
-            warn_chance(s2, "test_acc", "test accuracy", "the lr of each run")
+        reading = readings.sgd_batch(s2)
+        if reading.comparisons:
+            for c in reading.comparisons:
+                norm = c.a.split("@")[0]
+                st.write(f"- **{norm_kinds.option(norm)}**: " + c.text())
+            warn_chance(s2, reading.at_chance, "test accuracy", "the lr of each run")
             st.caption("A difference is claimed only where the 95% confidence intervals over "
                        "seeds do not overlap.")
     else:
@@ -244,7 +220,7 @@ st.markdown(
     "(each test image normalised by itself, as in training).")
 one = batch1_config(base)
 batch1 = seeded(batch1_points(base), PAGE)
-conv_points = [p for p in batch1 if p.label.startswith("BN on the conv layers only")]
+conv_points = [p for p in batch1 if p.arm == "conv_only_batch1"]
 st.caption(f"Kept small so it finishes in well under a minute a run on a 2-core CPU: the "
            f"bundled subset, the first {one.train_size} training images, 1 epoch at batch 1 "
            f"({one.train_size} steps), lr {one.lr:g}, ReLU; the 1,000 test images. The "
@@ -271,16 +247,14 @@ for p in conv_points:
 if rows:
     st.subheader("Conv-only BN at batch 1: test accuracy with each kind of statistics")
     st.dataframe(rows, hide_index=True)
-    run_e = mean_ci([r["test acc, running statistics"] for r in rows])
-    bat_e = mean_ci([r["test acc, batch statistics (each image by itself)"] for r in rows])
-    st.write(sentence(compare_text("running statistics (eval mode)", run_e,
-                                   "per-image batch statistics (as in training)", bat_e)))
-    if separated(run_e, bat_e) and bat_e.mean > run_e.mean:
+    reading = readings.batch1(summarize(t3))
+    st.write(sentence(reading.comparisons[0].text()))
+    if reading.verdict == "mismatch":
         st.write(f"Normalising each test image by itself, as training did, gives "
-                 f"{bat_e.mean - run_e.mean:.3f} more test accuracy than eval mode's running "
+                 f"{reading.facts['gain']:.3f} more test accuracy than eval mode's running "
                  f"statistics: that gap is the train/test mismatch of a network trained with "
                  f"per-image (InstanceNorm-like) statistics and tested with population ones.")
-    elif separated(run_e, bat_e):
+    elif reading.verdict == "running better":
         st.write("Here the running statistics do better than per-image statistics.")
     else:
         st.write("With these seeds the two evaluations cannot be told apart, so this run "

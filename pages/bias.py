@@ -7,10 +7,9 @@ from bnviz.dashboard import charts
 from bnviz.dashboard import compare
 
 from bnviz.dashboard import ui
-from bnviz.bias import loss_difference
 from bnviz.experiments import bias_grid
-from bnviz.runs.results import estimate, summarize
-from bnviz.stats import compare_text
+from bnviz import readings
+from bnviz.runs.results import bias_rows, summarize
 from bnviz.dashboard.grid import finished_all, grid_controls, grid_panel, run_buttons, seeded
 from bnviz.dashboard import cached
 from bnviz.dashboard.nav import via_app
@@ -65,13 +64,7 @@ if not problems:
     t = grid_panel(points, "bias")
     if finished_all(t):
         mgr = ui.manager()
-        diffs = []
-        for seed in sorted(set(t.seed)):
-            on = t[(t.seed == seed) & t.bias]
-            off = t[(t.seed == seed) & ~t.bias]
-            if len(on) and len(off):
-                a, b = mgr.get(on.run_id.iloc[0]), mgr.get(off.run_id.iloc[0])
-                diffs.append((seed, loss_difference(a, b, 20), loss_difference(a, b)))
+        diffs = bias_rows(t, {r: mgr.get(r) for r in t.run_id})
         if diffs:
             st.dataframe(pd.DataFrame({
                 "seed": [d[0] for d in diffs],
@@ -79,10 +72,8 @@ if not problems:
                 "largest |Δ loss|, whole run": [f"{d[2]:.1e}" for d in diffs]}),
                 hide_index=True)
             st.caption("Training loss with bias minus without, step by step (float32).")
-        s = summarize(t)
-        st.write(compare_text("with bias", estimate(s, "bias on", "test_acc_precise"),
-                              "without", estimate(s, "bias off", "test_acc_precise"),
-                              "test accuracy (PreciseBN)"))
+        for c in readings.bias(summarize(t)).comparisons:
+            st.write(c.text())
         views = [mgr.get(r) for r in t.run_id]
         st.plotly_chart(charts.band_figure(compare.curves([v for v in views if v], "test_acc",
                                                           True),

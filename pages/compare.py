@@ -8,6 +8,8 @@ from bnviz.dashboard import charts
 from bnviz.dashboard import compare
 
 from bnviz.dashboard import ui
+from bnviz import norm_kinds
+from bnviz.metrics import grid_metrics, metric
 from bnviz.dashboard.nav import via_app
 
 via_app()  # first request after a server start: rerun through app.py
@@ -34,11 +36,11 @@ with st.sidebar:
                                  "page's default grid over 5 seeds on the full data set.")
     status = st.selectbox("Status", ["finished", "any", "stopped", "diverged", "failed",
                                      "interrupted"])
-    norm = st.selectbox("Normalisation", ["any", "none", "bn", "bn_scratch", "layer", "group",
-                                          "instance"])
+    norm = st.selectbox("Normalisation", ["any", *norm_kinds.IDS],
+                        format_func=lambda n: n if n == "any" else norm_kinds.label(n))
 library = []
 if mgr.store is not None and "this server's runs" in source:
-    library += mgr.store.list_runs(status=None if status == "any" else status, limit=300)
+    library += mgr.list_runs(status=None if status == "any" else status, limit=300)
 from_library: set[str] = set()
 if results_library is not None and "the results library" in source:
     lib_runs = [r for r in results_library.list_runs()
@@ -98,8 +100,8 @@ st.caption("Share link: " + ui.page_url() + "?runs=" + ",".join(chosen))
 
 table = compare.metrics_table(views)
 diff_cols = [c for c in compare.differing_knobs(views) if c in table]
-st.dataframe(table.style.format({c: "{:.3f}" for c in ("train_loss", "train_acc", "test_acc",
-                                                       "gap", "fluctuation")}, na_rep="–")
+st.dataframe(table.style.format({c: f"{{:.{metric(c).digits}f}}" for c in grid_metrics()},
+                                na_rep="–")
              .set_properties(subset=diff_cols, **{"background-color": "#fff3cd"}),
              hide_index=True, width="stretch")
 st.caption("Highlighted columns: the settings in which these runs differ.")

@@ -8,8 +8,8 @@ import torch
 from bnviz.dashboard import charts
 from bnviz.experiments import dataparallel_grid
 from bnviz.inside import moving_stats_after_steps, per_device_stats
-from bnviz.runs.results import estimate, summarize
-from bnviz.stats import compare_text, separated
+from bnviz import readings
+from bnviz.runs.results import summarize
 from bnviz.dashboard.grid import finished_all, grid_controls, grid_panel, run_buttons, seeded
 from bnviz.dashboard.nav import via_app
 
@@ -37,46 +37,35 @@ st.caption(f"This server has {n_gpu} CUDA GPU(s); bnviz simulates k devices on a
 if not problems:
     st.subheader("1. The book's BN under DataParallel: the moving statistics are lost")
     rows = []
-    for label, norm, k in (("book BN, 1 device", "bn_d2l", 1),
-                           ("book BN, 2 devices (DataParallel)", "bn_d2l", 2),
-                           ("fixed: buffers updated in place, 2 devices", "bn_scratch", 2)):
-        if base.batch_size % k == 0 and base.batch_size // k >= 2:
-            stats = moving_stats_after_steps(base.replace(norm=norm, devices=k), seed=base.seed)
-            rows.append({"model": label, **{f"{s}: max |moving mean|, mean moving var":
-                                            f"{m:.3f}, {v:.3f}" for s, (m, v) in stats.items()}})
+    grid = {p.arm: p for p in dataparallel_grid(base)}
+    for p in (grid["book_1"], grid["book_2"], grid["scratch_2"]):
+        if base.batch_size % p.config.devices == 0 and base.batch_size // p.config.devices >= 2:
+            stats = moving_stats_after_steps(p.config, seed=base.seed)
+            rows.append({"model": p.label, **{f"{s}: max |moving mean|, mean moving var":
+                                              f"{m:.3f}, {v:.3f}" for s, (m, v) in stats.items()}})
     st.dataframe(pd.DataFrame(rows), hide_index=True)
     st.caption("After three training-mode forward passes of 64 real images each. 0.000, 1.000 "
                "is where the moving statistics started: nothing was kept.")
-    points = seeded(dataparallel_grid(base), "devices")
+    points = seeded(list(grid.values()), "devices")
     run_buttons(points, base, page="devices")
     t = grid_panel(points, "devices")
     if finished_all(t):
-        s = summarize(t)
-        book2, book1 = (estimate(s, lab, "test_acc_running") for lab in
-                        ("book BN, 2 devices (DataParallel)", "book BN, 1 device"))
-        eight = next((r for r in s.run if r.startswith("nn.BatchNorm, 8 devices")), None)
-        bn8 = estimate(s, eight, "test_acc_running") if eight else None
-        bn1 = estimate(s, "nn.BatchNorm, 1 device", "test_acc_running")
-        tr2, tr1 = (estimate(s, lab, "train_acc") for lab in
-                    ("book BN, 2 devices (DataParallel)", "book BN, 1 device"))
-        st.markdown("- Lost moving statistics: " + compare_text(
-            "book BN on 2 devices", book2, "book BN on 1 device", book1, "test accuracy (eval mode)"))
-        st.markdown("- Training itself: " + compare_text(
-            "book BN on 2 devices", tr2, "book BN on 1 device", tr1, "train accuracy"))
-        if bn8 is not None:
-            st.markdown(f"- Per-device statistics ({eight.split('(')[-1].rstrip(')')}): "
-                        + compare_text("nn.BatchNorm on 8 devices", bn8, "nn.BatchNorm on 1 device", bn1,
-                                       "test accuracy (eval mode)"))
-        drop_book = book1.mean - book2.mean
-        drop_slices = (bn1.mean - bn8.mean) if bn8 is not None else float("nan")
-        if separated(book2, book1) and book2.mean < book1.mean and not (
-                bn8 is not None and separated(bn8, bn1) and drop_slices >= drop_book):
+        reading = readings.devices(summarize(t))
+        lost, train, *slices = reading.comparisons
+        st.markdown("- Lost moving statistics: " + lost.text())
+        st.markdown("- Training itself: " + train.text())
+        if slices:
+            per = next(p for p in points if p.arm == "bn_8").config
+            st.markdown(f"- Per-device statistics ({per.batch_size // per.devices} per "
+                        "device): " + slices[0].text())
+        if reading.verdict == "lost statistics":
+            f = reading.facts
             st.success(f"**What explains the complaint:** the lost moving statistics. The "
-                       f"book's BN loses {drop_book:.3f} test accuracy on 2 devices while its "
-                       f"training is unchanged; smaller per-device batches change test "
-                       f"accuracy by {-drop_slices:+.3f}. The fix: register the statistics as "
-                       "buffers and update them in place (as `nn.BatchNorm` and bnviz's "
-                       "from-scratch BN do), or use `nn.BatchNorm`/`SyncBatchNorm`.")
+                       f"book's BN loses {f['drop_book']:.3f} test accuracy on 2 devices while "
+                       f"its training is unchanged; smaller per-device batches change test "
+                       f"accuracy by {-f['drop_slices']:+.3f}. The fix: register the "
+                       "statistics as buffers and update them in place (as `nn.BatchNorm` and "
+                       "bnviz's from-scratch BN do), or use `nn.BatchNorm`/`SyncBatchNorm`.")
         else:
             st.info("With these settings and seeds the two effects cannot be told apart: see "
                     "the intervals above.")

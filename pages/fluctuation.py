@@ -2,13 +2,16 @@
 import pandas as pd
 import streamlit as st
 
-from bnviz.dashboard import reading
-
+from bnviz import readings
 from bnviz.dashboard import ui
-from bnviz.experiments import GridPoint
-from bnviz.stats import compare_text, mean_ci
-from bnviz.dashboard.grid import library_note, grid_controls, page_seeds, run_buttons, seeded
+from bnviz.experiments import fluctuation_grid
+from bnviz.metrics import EVAL_MODE_LABELS, EVAL_MODES
+from bnviz.runs.results import summarize
+from bnviz.stats import Estimate
+from bnviz.dashboard.grid import grid_controls, grid_table, run_buttons, seeded
 from bnviz.dashboard.nav import via_app
+
+PAGE = "fluctuation"
 
 via_app()  # first request after a server start: rerun through app.py
 
@@ -20,49 +23,32 @@ st.markdown("In eval mode BN normalises with *running* statistics: an exponentia
             "statistics** normalise each test batch by itself. Each run below evaluates all "
             "three at every point, so the three are measured on the same weights.")
 base, problems = grid_controls(("dataset", "train_size", "epochs", "seed", "lr", "momentum",
-                                "eval_every", "precise_samples"), "fluct")
-cfg = base.replace(compare_eval=True)
-points = seeded([GridPoint("fluctuation run", cfg)], "fluct")
-MODES = ("running", "precise", "batch")
+                                "eval_every", "precise_samples"), PAGE)
+points = seeded(fluctuation_grid(base), PAGE)
+cfg = points[0].config
 if not problems:
-    run_buttons(points, cfg, page="fluct")
-    views = [ui.manager().find(p.config) for p in points]
-    note = library_note([v for v in views if v is not None])
-    if note:
-        st.caption(note)
-    first = views[0]
+    run_buttons(points, base, page=PAGE)
+    table = grid_table(points)
+    first = ui.manager().find(cfg)
+    if table.attrs.get("library_note"):
+        st.caption(table.attrs["library_note"])
     if first is None:
         st.info(f"Press Run to train {len(points)} seed(s) and evaluate each three ways.")
     else:
         st.subheader(f"Seed {cfg.seed}" + (", from the results library" if first.info.get(
             "source") == "library" else ", live"))
         ui.live_run(first.run_id, key="fl")
-    done = [v for v in views if v is not None and v.status == "finished"]
-    if done:
-        rows = []
-        for v in done:
-            ev = v.evals_frame()
-            if len(ev) < 3:
-                continue
-            last = max(3, len(ev) // 2)
-            for m in MODES:
-                if f"acc_{m}" in ev:
-                    rows.append(dict(seed=v.config.seed, mode=m, last=last,
-                                     std=reading.fluctuation(list(ev[f"acc_{m}"]), last),
-                                     final=ev[f"acc_{m}"].iloc[-1]))
-        if rows:
-            df = pd.DataFrame(rows)
-            est = {m: (mean_ci(df[df["mode"] == m]["std"]), mean_ci(df[df["mode"] == m]["final"]))
-                   for m in MODES if (df["mode"] == m).any()}
-            st.dataframe(pd.DataFrame({
-                "statistics": list(est),
-                f"std of test acc over the last {int(df['last'].max())} evaluations":
-                    [e[0].text(4) for e in est.values()],
-                "final test acc": [e[1].text(3) for e in est.values()]}), hide_index=True)
-            st.caption(f"Mean ± 95% CI over {len(done)} of {len(points)} seeds "
-                       f"(Student t); {page_seeds('fluct')} requested.")
-            for m in ("precise", "batch"):
-                if m in est:
-                    st.write(compare_text(f"{m} statistics", est[m][0], "running statistics",
-                                          est["running"][0], "epoch-to-epoch std",
-                                          digits=4).replace("has the higher", "has the larger"))
+    summary = summarize(table)
+    n = int(summary.n.iloc[0]) if len(summary) else 0
+    if n and "fluct_running" in summary:
+        reading = readings.fluctuation(summary)
+        row = summary.iloc[0]
+        st.dataframe(pd.DataFrame({
+            "statistics": [EVAL_MODE_LABELS[m] for m in EVAL_MODES],
+            "std of test acc over the last 5 evaluations": [
+                Estimate(row[f"fluct_{m}"], row[f"fluct_{m}_ci"], n).text(4) for m in EVAL_MODES],
+            "final test acc": [Estimate(row[f"final_acc_{m}"], row[f"final_acc_{m}_ci"], n).text(3)
+                               for m in EVAL_MODES]}), hide_index=True)
+        st.caption(f"Mean ± 95% CI over {n} of {len(points)} seeds (Student t).")
+        for c in reading.comparisons[:2]:
+            st.write(c.text())

@@ -5,8 +5,8 @@ from bnviz.dashboard import charts
 
 from bnviz.dashboard import ui
 from bnviz.library.catalog import gamma_points
-from bnviz.runs.results import estimate, summarize
-from bnviz.stats import compare_text
+from bnviz import readings
+from bnviz.runs.results import summarize
 from bnviz.dashboard.grid import finished_all, grid_controls, grid_panel, run_buttons, seeded
 from bnviz.dashboard.nav import via_app
 
@@ -17,11 +17,11 @@ st.markdown("Each BN layer learns one scale (gamma) and one shift (beta) per cha
             "their spread per layer over training, and compare with runs where they are "
             "frozen at gamma = 1, beta = 0 (d2l's exercise), on the same paired seeds.")
 base, problems = grid_controls(("dataset", "train_size", "epochs", "seed", "lr",
-                                "snapshot_every"), "gamma")
+                                "snapshot_every"), "gamma-beta")
 pair = gamma_points(base)
-points = seeded(pair, "gamma")
+points = seeded(pair, "gamma-beta")
 if not problems:
-    run_buttons(points, base, page="gamma")
+    run_buttons(points, base, page="gamma-beta")
     t = grid_panel(points, "gamma")
     learned = ui.manager().find(pair[0].config)
     frozen = ui.manager().find(pair[1].config)
@@ -39,8 +39,5 @@ if not problems:
                        + ", ".join(f"{k} {a:.2f} → {b:.2f}" for (k, a), b in
                                    zip(first.mean().items(), last.mean())))
     if finished_all(t):
-        s = summarize(t)
-        for metric, what in (("train_loss", "final train loss"),
-                             ("test_acc_precise", "test accuracy (PreciseBN)")):
-            st.write(compare_text("learned", estimate(s, "gamma/beta learned", metric), "frozen",
-                                  estimate(s, "gamma/beta frozen", metric), what))
+        for c in readings.gamma(summarize(t)).comparisons:
+            st.write(c.text())

@@ -5,7 +5,7 @@ import streamlit as st
 from bnviz.dashboard import charts
 
 from bnviz.dashboard import ui
-from bnviz.inside import layer_io
+from bnviz.inside import layer_io, shown_norm
 from bnviz.dashboard.nav import via_app
 
 via_app()  # first request after a server start: rerun through app.py
@@ -23,8 +23,8 @@ with st.sidebar:
     for name in ("dataset", "seed", "norm"):
         ui.knob_widget(name)
 base, _ = ui.controls_from_state()
-if base.norm not in ("bn", "bn_scratch", "bn_d2l"):
-    base = base.replace(norm="bn")
+if shown_norm(base.norm) != base.norm:
+    base = base.replace(norm=shown_norm(base.norm))
     st.caption("Shown with BatchNorm (the page is about BN).")
 n = st.select_slider("N, the batch size", [1, 2, 4, 8, 16, 32, 64, 128, 256], 8)
 for site in ("conv1", "fc1"):

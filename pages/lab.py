@@ -81,14 +81,16 @@ if not problems:  # the estimate before Train: bnviz.cost's counts × this machi
                  "per run, so Train will be refused")
     st.caption(note + ".")
 
-c_train, c_stop, c_again, c_link = st.columns([1, 1, 1.4, 4])
+background = lib.seeds_of(cfg) if lib is not None and not problems else []
+c_train, c_stop, c_again, c_lib, c_link = st.columns([1, 1, 1.3, 1.9, 3.3])
 if c_train.button("▶ Train", type="primary", width="stretch",
                   disabled=bool(problems)):
-    new = ui.submit(cfg)
+    new, there = ui.train(cfg)  # trains here; the library's run is the 📚 button's
     if new:
         v = mgr.get(new)
-        if v is not None and v.status == "finished" and new == run_id:
-            st.toast("This exact run already finished: shown below.")
+        if there and v is not None and v.status == "finished":
+            st.toast("This exact run already finished on this server: shown below "
+                     "(↻ Train again trains it anew).")
         run_id, view = new, v
 # A shared link can point at a stranger's live run: it is shown, but only its owner may stop it.
 watching = view is not None and view.active and not mgr.owns(view.run_id, ui.session_id())
@@ -98,9 +100,21 @@ if c_stop.button("■ Stop", width="stretch", disabled=not (view and view.active
     mgr.cancel(run_id, session=ui.session_id())
     view = mgr.get(run_id)
 if view is not None and view.status == "finished" and answers(view.config, cfg) and \
-        c_again.button("↻ Train again", width="stretch"):
+        not ui.is_library_run(view) and c_again.button("↻ Train again", width="stretch"):
     run_id = ui.submit(cfg, reuse=False)
     view = mgr.get(run_id) if run_id else view
+# The library's finished runs of these controls, on request only: ▶ Train always trains.
+showing_lib = view is not None and ui.is_library_run(view) and answers(view.config, cfg)
+if background and not showing_lib and c_lib.button(
+        f"📚 Library's {len(background)} seeds", width="stretch",
+        disabled=bool(view and view.active),
+        help=f"Show the results library's {len(background)} finished seeds of this "
+             "configuration, trained ahead of time on another machine: the reading, all "
+             "the charts and the downloads of its run of this seed (or its first seed), "
+             "the other seeds faded. Nothing is trained."
+             + (" Stop the run first." if view and view.active else "")):
+    st.session_state.run_id = (lib.get(cfg) or background[0]).run_id
+    st.rerun()  # drawn from the top as the run shown, without this button
 
 # a results-library run answers the controls' config (its dataset "full" for "auto")
 same = view is not None and answers(view.config, cfg)
@@ -108,7 +122,6 @@ ui.sync_url(cfg, run_id if same else None)
 c_link.text_input("Share link", ui.share_link(cfg, run_id if same else None),
                   help="Copy this link: it opens these controls and this run.")
 
-background = lib.seeds_of(cfg) if lib is not None and not problems else []
 if background:
     b = background[0]
     here = data.resolve_source(cfg.dataset)
@@ -119,8 +132,11 @@ if background:
                   "here lands lower." if here == "subset" and b.info.get("data_source") ==
                   "full" else ""))
 if view is None:
-    st.info("Choose a configuration on the left (or a preset) and press **Train**. "
-            "The defaults are d2l's LeNet-BN; on the bundled subset a run takes seconds.")
+    st.info("Choose a configuration on the left (or a preset) and press **▶ Train** to train "
+            "it here and watch it learn. The defaults are d2l's LeNet-BN; on the bundled "
+            "subset a run takes seconds."
+            + (" **📚** shows the results library's finished seeds of it instead."
+               if background else ""))
     if background:
         ui.background_charts(background)
     else:

@@ -1,9 +1,11 @@
 """Writes README's "Findings" section from the results library (bnviz/library/runs.sqlite).
 
 The library's answers are exported as <question>/summary.csv and results.csv (mean, 95%
-Student-t CI and n over paired seeds, as `bnviz sweep --out` writes them) and rendered;
-every sentence that says one thing beats another is chosen by bnviz.stats.separated, so the
-README cannot claim a difference its intervals do not support. The pages draw the same runs.
+Student-t CI and n over paired seeds, as `bnviz sweep --out` writes them) and rendered. Every
+sentence is chosen by the data: comparisons and verdicts are the core's readings
+(bnviz.readings, the same objects the pages render), so the README cannot claim a difference
+its intervals do not support, and an arm a reading needs that is missing is an error, never a
+silent skip. Headings and commands come from the question catalog (bnviz/library/catalog.py).
 
     python3 scripts/findings.py [--readme README.md] [--print]   # from the library
     python3 scripts/findings.py --out DIR                          # from grids run with --out
@@ -21,20 +23,14 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bnviz.config import PRESET_HELP  # noqa: E402
-from bnviz.stats import Estimate, compare_text  # noqa: E402
-
-
-
-def est(row, metric: str) -> Estimate:
-    return Estimate(float(row[metric]), float(row[f"{metric}_ci"]), int(row["n"]))
+from bnviz import readings  # noqa: E402
+from bnviz.config import PRESET_HELP, Config  # noqa: E402
+from bnviz.library.catalog import QUESTION, QUESTIONS  # noqa: E402
+from bnviz.metrics import EVAL_MODE_LABELS, EVAL_MODES, format_estimate  # noqa: E402
 
 
 def pm(row, metric: str, digits: int = 3) -> str:
-    m, h = row[metric], row[f"{metric}_ci"]
-    if m != m:
-        return "–"
-    return f"{m:.{digits}f}" + ("" if h != h else f" ± {h:.{digits}f}")
+    return format_estimate(row[metric], row[f"{metric}_ci"], digits)
 
 
 def table(rows: list[list[str]], head: list[str]) -> str:
@@ -55,55 +51,35 @@ def seeds_of(runs: pd.DataFrame) -> str:
     return f"seeds {s[0]}–{s[-1]}" if len(s) > 1 else f"seed {s[0]}"
 
 
-def by_label(s: pd.DataFrame, label: str):
-    r = s[s.run == label]
-    return None if r.empty else r.iloc[0]
+def epochs_of(runs: pd.DataFrame) -> str:
+    e = sorted(set(runs.epochs)) if "epochs" in runs else []
+    if not e:
+        return ""
+    return "/".join(map(str, e)) + f" epoch{'s' if e != [1] else ''}"
 
 
-def section_fluctuation(s, runs) -> str:
-    r = s.iloc[0]
-    rows = [[name, pm(r, f"final_acc_{m}") if f"final_acc_{m}" in r else "–", pm(r, f"fluct_{m}")]
-            for m, name in (("running", "running (PyTorch default)"),
-                            ("precise", "PreciseBN (4,096 training images, current weights)"),
-                            ("batch", "batch statistics"))]
-    text = [f"**Fluctuating test accuracy (question 5)**: LeNet-BN, 10 epochs, evaluated three "
-            f"ways after every epoch on the same weights (`bnviz sweep fluctuation "
-            f"--seeds 5`), n = {int(r.n)} ({seeds_of(runs)}).", "",
-            table(rows, ["test-time statistics", "final test acc",
-                         "std of test acc over epochs 6–10"]), ""]
-    text.append("- Swing: " + compare_text("PreciseBN", est(r, "fluct_precise"),
-                                         "running statistics", est(r, "fluct_running"),
-                                         "epoch-to-epoch std", 4)
-                .replace("has the higher", "has the larger"))
-    text.append("- Final accuracy: " + compare_text("PreciseBN", est(r, "test_acc_precise"),
-                                                  "running statistics",
-                                                  est(r, "test_acc_running"),
-                                                  "final test accuracy"))
-    return "\n".join(text)
+def heading(q, runs) -> str:
+    ep = epochs_of(runs)
+    return f"**{q.heading}**{', ' + ep if ep else ''} (`{q.cli}`), {seeds_of(runs)}."
 
 
-def section_ablation(s, runs) -> str:
-    rows = [[r.run, str(int(r.n)), pm(r, "train_loss"), pm(r, "test_acc_running"),
-             pm(r, "test_acc_precise")] for _, r in s.iterrows()]
-    ref = by_label(s, "all four BN layers")
-    text = [f"**Which BN layers matter (questions 9 and 10)**, 10 epochs each (`bnviz "
-            f"ablation --epochs 10 --seeds 5`), {seeds_of(runs)}, paired across rows.", "",
-            table(rows, ["configuration", "n", "train loss", "test acc (running stats)",
-                         "test acc (PreciseBN)"]), "",
-            "Against all four BN layers, test accuracy with PreciseBN statistics:", ""]
-    for _, r in s.iterrows():
-        if r.run != "all four BN layers":
-            text.append(f"- {r.run}: " + compare_text(r.run, est(r, "test_acc_precise"),
-                                                     "all four", est(ref, "test_acc_precise"),
-                                                     "test accuracy"))
-    return "\n".join(text)
+def bullets(reading) -> list[str]:
+    return [f"- {c.text()}" for c in reading.comparisons]
 
 
-def section_sweep(s, runs, x: str, title: str, cmd: str, xname: str, by: str = "norm") -> str:
+def pairs_table(s) -> str:
+    rows = [[r.run, str(int(r.n)), pm(r, "train_acc"), pm(r, "test_acc_running"),
+             pm(r, "test_acc_precise")] if r.n else
+            [r.run, "0", f"all {int(r.runs)} runs failed or diverged", "–", "–"]
+            for _, r in s.iterrows()]
+    return table(rows, ["configuration", "n", "train acc", "test acc (running stats)",
+                        "test acc (PreciseBN)"])
+
+
+def sweep_table(s, x: str, xname: str, by: str = "norm") -> str:
     groups = list(dict.fromkeys(s[by])) if by in s else [""]
-    xs = sorted(set(s[x]))
     rows = []
-    for v in xs:
+    for v in sorted(set(s[x])):
         row = [f"{v:g}"]
         for g in groups:
             r = s[(s[x] == v) & (s[by] == g)] if by in s else s[s[x] == v]
@@ -116,40 +92,117 @@ def section_sweep(s, runs, x: str, title: str, cmd: str, xname: str, by: str = "
                        f" (n = {int(r.n)}{bad})" if r.n else f"all {int(r.runs)} diverged")
         rows.append(row)
     head = [xname] + [f"{g}: train loss / test acc (PreciseBN)" for g in groups]
-    return "\n".join([f"**{title}** (`{cmd}`), {seeds_of(runs)}.", "", table(rows, head)])
+    return table(rows, head)
 
 
-def section_pairs(s, runs, title: str, cmd: str, pairs: list[tuple[str, str]],
-                  metric: str = "test_acc_running") -> str:
-    rows = [[r.run, str(int(r.n)), pm(r, "train_acc"), pm(r, "test_acc_running"),
-             pm(r, "test_acc_precise")] if r.n else
-            [r.run, "0", f"all {int(r.runs)} runs failed or diverged", "–", "–"]
-            for _, r in s.iterrows()]
-    text = [f"**{title}** (`{cmd}`), {seeds_of(runs)}.", "",
-            table(rows, ["configuration", "n", "train acc", "test acc (running stats)",
-                         "test acc (PreciseBN)"]), ""]
-    for a, b in pairs:
-        ra, rb = by_label(s, a), by_label(s, b)
-        if ra is not None and rb is not None:
-            text.append(f"- {compare_text(a, est(ra, metric), b, est(rb, metric))}")
+# -- one renderer per question (a question without one is an error) ---------------------------
+
+def section_fluctuation(q, s, runs, out) -> str:
+    r = s.iloc[0]
+    reading = readings.fluctuation(s)
+    precise = Config().precise_samples
+    names = {"running": "running (PyTorch default)",
+             "precise": f"PreciseBN ({precise:,} training images, current weights)",
+             "batch": EVAL_MODE_LABELS["batch"]}
+    rows = [[names[m], pm(r, f"final_acc_{m}"), pm(r, f"fluct_{m}")] for m in EVAL_MODES]
+    swing, _, final = reading.comparisons
+    return "\n".join([
+        heading(q, runs) + " Each run is evaluated three ways after every epoch, on the "
+        "same weights.", "",
+        table(rows, ["test-time statistics", "final test acc",
+                     "std of test acc over the last 5 evaluations"]), "",
+        f"- Swing: {swing.text()}", f"- Final accuracy: {final.text()}"])
+
+
+def section_ablation(q, s, runs, out) -> str:
+    rows = [[r.run, str(int(r.n)), pm(r, "train_loss"), pm(r, "test_acc_running"),
+             pm(r, "test_acc_precise")] for _, r in s.iterrows()]
+    reading = readings.ablation(s)
+    return "\n".join([
+        heading(q, runs).rstrip(".") + ", paired across rows.", "",
+        table(rows, ["configuration", "n", "train loss", "test acc (running stats)",
+                     "test acc (PreciseBN)"]), "",
+        "Against all four BN layers, test accuracy with PreciseBN statistics:", ""]
+        + [f"- {c.name_a}: {c.text()}" for c in reading.comparisons])
+
+
+def section_lr(q, s, runs, out) -> str:
+    limits = readings.lr(s).facts["limits"]
+    return "\n".join([heading(q, runs), "", sweep_table(s, "lr", "lr"), ""]
+                     + [f"- {readings.lr_text(limit)}" for limit in limits])
+
+
+def section_norm_batch(q, s, runs, out) -> str:
+    return "\n".join([heading(q, runs), "", pairs_table(s), ""]
+                     + bullets(readings.norm_batch(s, "test_acc_precise")))
+
+
+def section_devices(q, s, runs, out) -> str:
+    reading = readings.devices(s)
+    text = [heading(q, runs), "", pairs_table(s), ""] + bullets(reading)
+    f = reading.facts
+    if reading.verdict == "lost statistics":
+        text.append(f"- What explains the drop: the lost moving statistics (the book's BN "
+                    f"loses {f['drop_book']:.3f} test accuracy on 2 devices while its training "
+                    f"is unchanged; nn.BatchNorm's statistics taken on "
+                    f"{int(s[s.arm == 'bn_8'].devices.iloc[0])} devices change its by "
+                    f"{-f['drop_slices']:+.3f}).")
+    else:
+        text.append("- With these seeds the lost statistics and the smaller per-device "
+                    "batches cannot be told apart.")
     return "\n".join(text)
 
 
-def section_bias(s, runs, views_dir: Path) -> str:
-    text = [section_pairs(s, runs, "Bias before BN (question 7)", "bnviz sweep bias "
-                          "--epochs 3 --seeds 5", [("bias on", "bias off")], "test_acc_precise")]
-    diff = views_dir / "loss_difference.txt"
+def bias_facts() -> str:
+    """The two numbers the bias section states, computed now: the parameters the cancelled
+    biases save, and how far the two arms' float64 losses ever get apart (the bundled subset,
+    so the same on every machine)."""
+    from bnviz.bias import bias_equivalence, parameter_counts
+    base = QUESTION["bias"].base().replace(dataset="subset")
+    with_b, without_b = parameter_counts(base)
+    eq = bias_equivalence(base)
+    agree = (f"agree to better than 1e-10 over {eq.steps} steps (largest difference "
+             f"{eq.loss_diff:.0e})" if eq.loss_diff < 1e-10 else
+             f"differ by up to {eq.loss_diff:.1e} over {eq.steps} steps")
+    return (f"in {eq.dtype} the two arms' losses {agree} (`bnviz.bias.bias_equivalence` on the "
+            f"bundled subset, shown on the bias page). The cancelled biases save "
+            f"{with_b - without_b} parameters.")
+
+
+def section_bias(q, s, runs, out) -> str:
+    text = [heading(q, runs), "", pairs_table(s), ""] + bullets(readings.bias(s))
+    diff = out / q.key / "loss_difference.txt"
     if diff.is_file():
-        text.append("")
-        text.append("Both arms start from identical weights and see the same batches. Largest "
-                    "step-by-step difference between their float32 training losses, " +
-                    diff.read_text().strip() + ". That is rounding (`x + b − mean(x + b)` and "
-                    "`x − mean(x)` differ in the last bit) grown by thousands of steps at lr "
-                    "1.0: in float64 the two arms' losses agree to about 1e-13 over 20 steps "
-                    "(`bnviz.bias.bias_equivalence`, shown on the bias page). The cancelled "
-                    "biases save 226 parameters.")
+        text += ["", "Both arms start from identical weights and see the same batches. Largest "
+                 "step-by-step difference between their float32 training losses, "
+                 + diff.read_text().strip() + ". That is rounding (`x + b − mean(x + b)` and "
+                 "`x − mean(x)` differ in the last bit) grown over the steps at lr "
+                 f"{QUESTION['bias'].base().lr:g}: " + bias_facts()]
     return "\n".join(text)
 
+
+def section_gamma(q, s, runs, out) -> str:
+    return "\n".join([heading(q, runs), "", pairs_table(s), ""] + bullets(readings.gamma(s)))
+
+
+def section_sgd_batch(q, s, runs, out) -> str:
+    reading = readings.sgd_batch(s)
+    return "\n".join([heading(q, runs), "", sweep_table(s, "batch_size", "SGD batch"), ""]
+                     + [f"- {c.a.split('@')[0]}: {c.text()}" for c in reading.comparisons])
+
+
+def section_batch1(q, s, runs, out) -> str:
+    reading = readings.batch1(s)
+    text = [heading(q, runs), "", pairs_table(s), "", f"- BN on the conv layers only: "
+            f"{reading.comparisons[0].text()}"]
+    return "\n".join(text)
+
+
+SECTIONS = {"fluctuation": section_fluctuation, "ablation": section_ablation,
+            "lr": section_lr, "norm_batch": section_norm_batch, "devices": section_devices,
+            "bias": section_bias, "gamma": section_gamma, "sgd_batch": section_sgd_batch,
+            "batch1": section_batch1}
+D2L = "presets"  # rendered as the "Reproducing d2l" table
 
 D2L_REFERENCE = {  # d2l zh edition, PyTorch, 10 epochs: train loss, train acc, test acc
     "d2l-lenet-bn": ("0.265–0.267", "0.902", "0.708–0.863"),
@@ -159,23 +212,34 @@ D2L_REFERENCE = {  # d2l zh edition, PyTorch, 10 epochs: train loss, train acc, 
 
 
 def render_d2l(out: Path) -> str:
-    s, runs = load(out, "presets")
+    q = QUESTION[D2L]
+    s, runs = load(out, q.key)
     if s is None:
         return "*(not measured yet: run `scripts/findings.sh`.)*"
     rows = []
     for _, r in s.iterrows():
-        ref = D2L_REFERENCE.get(r.run, ("?", "?", "?"))
-        rows.append([f"`{r.run}`: {PRESET_HELP.get(r.run, '')}", str(int(r.n)), pm(r, "train_loss"), pm(r, "train_acc"),
-                     pm(r, "test_acc_running"), pm(r, "test_acc_precise"),
+        ref = D2L_REFERENCE[r.arm]
+        rows.append([f"`{r.arm}`: {PRESET_HELP[r.arm]}", str(int(r.n)), pm(r, "train_loss"),
+                     pm(r, "train_acc"), pm(r, "test_acc_running"), pm(r, "test_acc_precise"),
                      " / ".join(ref)])
+    reading = readings.presets(s)
+    f = reading.facts
+    # Half-widths are stated, not compared: a ratio of two n = 5 spreads has no interval here
+    # (the fluctuation section compares swings with one).
+    spread = (f"Across seeds the 95% CI of LeNet-BN's train accuracy is ± "
+              f"{f['half_train_acc']:.3f}; of its test accuracy ± "
+              f"{f['half_test_acc_running']:.3f} with running statistics and ± "
+              f"{f['half_test_acc_precise']:.3f} with PreciseBN (n = {f['n']}).")
+    if reading.verdict == "running swings":
+        spread += (" Test accuracy with running statistics is the number that swings from "
+                   "run to run, as in the book's reruns (question 5).")
     return "\n".join([
-        f"`bnviz sweep presets --epochs 10 --seeds 5 --dataset full` ({seeds_of(runs)}; "
-        "each preset alone: `bnviz train --preset NAME`), 10 epochs, full "
-        "Fashion-MNIST, this project's 2-core CPU. Mean ± 95% CI over seeds:", "",
+        f"`{q.cli}` ({seeds_of(runs)}; each preset alone: `bnviz train --preset NAME`), "
+        f"{epochs_of(runs)}, full Fashion-MNIST, this project's 2-core CPU. Mean ± 95% CI over "
+        "seeds:", "",
         table(rows, ["preset", "n", "train loss", "train acc", "test acc (running stats)",
                      "test acc (PreciseBN)", "d2l's reference: loss / train acc / test acc"]),
-        "", "Train loss and accuracy are tight across seeds, as in the book; test accuracy with "
-        "running statistics swings (question 5), PreciseBN much less."])
+        "", spread, "", f"- {reading.comparisons[0].text()}"])
 
 
 def replace_block(text: str, name: str, body: str) -> str:
@@ -190,46 +254,19 @@ def render(out: Path) -> str:
     parts = ["These are the results library's runs (`bnviz/library/runs.sqlite`, the same "
              "runs the pages open with). Regenerate with `scripts/findings.sh` "
              "(`python3 -m bnviz library build`, which trains only what the library lacks, "
-             "then `python3 scripts/findings.py`, which rewrites this section). LeNet-BN, batch 256, lr 1.0, sigmoid, unless a row says "
-             "otherwise. Every cell is the mean ± the half-width of its 95% confidence "
-             "interval over paired seeds (Student t), n seeds; a sentence calls a difference "
-             "only where the two intervals do not overlap."]
-    sections = [
-        ("fluctuation", section_fluctuation),
-        ("ablation", section_ablation),
-        ("lr", lambda s, r: section_sweep(s, r, "lr", "Learning rate (question 8), 2 epochs",
-                                          "bnviz sweep lr --epochs 2 --seeds 5 "
-                                          "--values 0.1,1,3,10,30", "lr")),
-        ("norm_batch", lambda s, r: section_pairs(
-            s, r, "Examples per BN at SGD batch 256 (question 1; Group Normalization paper's "
-            "question), 2 epochs", "bnviz sweep norm_batch --epochs 2 --seeds 5",
-            [(s.run.iloc[0], s.run.iloc[len(s) - 3]), (s.run.iloc[len(s) - 3], s.run.iloc[-2])]
-            if len(s) >= 3 else [],
-            "test_acc_precise")),
-        ("devices", lambda s, r: section_pairs(
-            s, r, "Several devices (question 6), 3 epochs", "bnviz sweep "
-            "dataparallel --epochs 3 --seeds 5", [
-                ("book BN, 2 devices (DataParallel)", "book BN, 1 device"),
-                ("nn.BatchNorm, 8 devices (32 per device)", "nn.BatchNorm, 1 device")])),
-        ("bias", lambda s, r: section_bias(s, r, out / "bias")),
-        ("gamma", lambda s, r: section_pairs(
-            s, r, "gamma and beta learned or frozen at 1 and 0 (d2l's exercise), 10 epochs",
-            "bnviz library show --only gamma", [("gamma/beta learned", "gamma/beta frozen")],
-            "test_acc_precise")),
-        ("sgd_batch", lambda s, r: section_sweep(
-            s, r, "batch_size", "SGD batch size at a fixed number of examples seen (2 epochs, "
-            "lr 1.0 × batch / 256, GroupNorm 2 groups)", "bnviz library show --only "
-            "sgd_batch", "SGD batch")),
-        ("batch1", lambda s, r: section_pairs(
-            s, r, "Batch size 1 (the bundled subset, 2,000 images, 1 epoch, lr 0.02, ReLU)",
-            "bnviz library show --only batch1", [], "test_acc_running")),
-    ]
-    for name, fn in sections:
-        s, runs = load(out, name)
-        if s is not None:
-            parts.append(fn(s, runs))
+             "then `python3 scripts/findings.py`, which rewrites this section). LeNet-BN, "
+             "batch 256, lr 1.0, sigmoid, unless a row says otherwise. Every cell is the mean "
+             "± the half-width of its 95% confidence interval over paired seeds (Student t), "
+             "n seeds; a sentence calls a difference only where the two intervals do not "
+             "overlap."]
+    for q in QUESTIONS:
+        if q.key == D2L:
+            continue
+        s, runs = load(out, q.key)
+        if s is None:
+            parts.append(f"*(`{q.key}` not measured yet: run `scripts/findings.sh`.)*")
         else:
-            parts.append(f"*(`{name}` not measured yet: run `scripts/findings.sh`.)*")
+            parts.append(SECTIONS[q.key](q, s, runs, out))
     return "\n\n".join(parts)
 
 

@@ -1,5 +1,9 @@
 """Opening the app's pages through Streamlit's AppTest (a real script run, no browser): one
 helper for every test file."""
+import math
+import statistics
+from dataclasses import dataclass
+
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import ROOT
@@ -37,14 +41,62 @@ def button(at: AppTest, label: str):
 
 
 def wait_until_idle(min_runs: int, timeout: float) -> None:
-    """Wait until the server's runner holds at least `min_runs` runs and none is active."""
+    """Wait until the server's runner lists at least `min_runs` runs and none is queued or
+    running; after `timeout` seconds raise TimeoutError naming the runs still going."""
     import time
 
     from bnviz.dashboard import ui
+    from bnviz.runs.record import ACTIVE
     mgr = ui.manager()
     t0 = time.time()
-    while time.time() - t0 < timeout:
-        runs = [mgr.get(r) for r in list(mgr._jobs)]
-        if len(runs) >= min_runs and all(not v.active for v in runs):
+    while True:
+        runs = mgr.list_runs(limit=100_000)
+        going = [r for r in runs if r["status"] in ACTIVE]
+        if len(runs) >= min_runs and not going:
             return
+        if time.time() - t0 >= timeout:
+            break
         time.sleep(0.1)
+    raise TimeoutError(
+        f"after {timeout:g} s the runner lists {len(runs)} runs (wanted at least {min_runs}), "
+        f"{len(going)} still going: " + ", ".join(f"{r['run_id']} {r['status']}"
+                                                  for r in going[:10]))
+
+
+# Two-sided 95% Student t quantiles, df 1..9, as printed in any t table: the page tests
+# recompute the intervals a page shows without bnviz.stats, so a wrong page cannot agree with
+# itself.
+T975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622)
+
+
+@dataclass(frozen=True)
+class Interval:
+    mean: float
+    half: float
+    n: int
+
+    def apart(self, other: "Interval") -> bool:
+        """The two 95% intervals do not overlap."""
+        return (self.mean + self.half < other.mean - other.half or
+                other.mean + other.half < self.mean - self.half)
+
+    def text(self) -> str:
+        return f"{self.mean:.3f} ± {self.half:.3f}"
+
+
+def seed_intervals(points, metric: str) -> dict[str, Interval]:
+    """Each configuration label's mean and 95% CI of `metric` over its seeds, read from the
+    runs themselves (the server's runner, RunView.summary), every run finished."""
+    from bnviz.dashboard import ui
+    mgr = ui.manager()
+    values: dict[str, list[float]] = {}
+    for p in points:
+        v = mgr.find(p.config)
+        assert v is not None and v.status == "finished", (p.label, p.config.seed, v)
+        values.setdefault(p.label, []).append(float(v.summary[metric]))
+    out = {}
+    for label, xs in values.items():
+        n = len(xs)
+        half = T975[n - 2] * statistics.stdev(xs) / math.sqrt(n) if n > 1 else math.nan
+        out[label] = Interval(statistics.fmean(xs), half, n)
+    return out

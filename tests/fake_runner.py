@@ -55,8 +55,8 @@ class EagerRunner:
         v = self.store.load(run_id)
         return v is not None and bool(session) and v.session == session
 
-    def active_run(self, session: str) -> str | None:
-        return None  # every run has ended by the time submit returns
+    def list_runs(self, status: str | None = None, limit: int = 200) -> list[dict]:
+        return self.store.list_runs(status=status, limit=limit)  # every run has ended
 
     def stats(self) -> dict[str, int]:
         return dict(queued=0, running=0, in_memory=0, workers=0, submitted=self.submitted)

@@ -12,7 +12,7 @@ from bnviz import data
 from bnviz.speed import fused
 from bnviz.config import NORM_KINDS, SITES, make_config
 from bnviz.speed.lenet import build_fast
-from bnviz.model import build_lenet, build_seeded, cancels_bias, count_params
+from bnviz.model import build_lenet, cancels_bias, count_params
 
 LAYERS = ("conv1", "conv2", "fc1", "fc2", "fc3")
 BN_KINDS = [k for k in ("bn", "bn_scratch", "bn_d2l") if k in NORM_KINDS]
@@ -175,14 +175,12 @@ def test_initialisation_ignores_the_global_rng():
     state = torch.get_rng_state()
     assert same(snapshot(build_lenet(cfg)), ref)
     assert torch.equal(torch.get_rng_state(), state)  # not even read: nothing drawn from it
-    assert same(snapshot(build_seeded(cfg)), ref)
     assert same(snapshot(build_fast(cfg)), ref)
     # The seed decides: cfg.seed, or the seed argument in its place.
     other = snapshot(build_lenet(cfg.replace(seed=7)))
     assert not torch.equal(other["conv1.weight"], ref["conv1.weight"])
     assert not torch.equal(other["fc3.bias"], ref["fc3.bias"])
     assert same(snapshot(build_lenet(cfg, seed=7)), other)
-    assert same(snapshot(build_seeded(cfg, 7)), other)
 
 
 def test_initialisation_is_the_same_while_another_thread_draws_from_the_global_rng():

@@ -22,6 +22,45 @@ def chart_points(page) -> list[int]:
     return page.evaluate(POINTS_JS)
 
 
+# Per chart: [faded traces (the results library's seeds), points of every other trace].
+LIVE_JS = POINTS_JS.replace("(g.data || []).reduce((n, t) => n + count(t.x), 0)", """[
+      (g.data || []).filter(t => t.legendgroup === 'background').length,
+      (g.data || []).filter(t => t.legendgroup !== 'background')
+                    .reduce((n, t) => n + count(t.x), 0)]""")
+
+
+def faded_and_live(page) -> list[list[int]]:
+    return page.evaluate(LIVE_JS)
+
+
+def live_points(page) -> int:
+    return sum(live for _, live in faded_and_live(page))
+
+
+def address(page) -> str:
+    """The address bar now (page.url is Playwright's cached copy, updated only while it
+    handles events)."""
+    return page.evaluate("location.href")
+
+
+def share_box(page) -> str:
+    """The share-link box's text, once the page shows one box (a rerun briefly keeps the old
+    one beside the new)."""
+    js = """Array.from(document.querySelectorAll('input[aria-label="Share link"]'))
+            .map(e => e.value)"""
+    return wait_until(lambda: (v := page.evaluate(js)) and len(v) == 1 and v[0], timeout=30)
+
+
+def address_is_share_link(page, timeout=15.0) -> str:
+    """The address bar once it equals the share-link box (the page may be mid-rerun)."""
+    try:
+        return wait_until(lambda: address(page) == share_box(page) and address(page),
+                          timeout=timeout)
+    except AssertionError:
+        raise AssertionError(f"address bar {address(page)} != share link {share_box(page)}") \
+            from None
+
+
 def wait_until(fn, timeout=60.0, every=0.1):
     t0 = time.time()
     while time.time() - t0 < timeout:
@@ -33,9 +72,14 @@ def wait_until(fn, timeout=60.0, every=0.1):
 
 
 def settled_points(page, quiet=1.5, timeout=30.0) -> int:
+    return settled(lambda: sum(chart_points(page)), quiet, timeout)
+
+
+def settled(count, quiet=1.5, timeout=30.0) -> int:
+    """count() once it has stayed the same, and above 0, for `quiet` seconds."""
     last, since, t0 = -1, time.time(), time.time()
     while time.time() - t0 < timeout:
-        n = sum(chart_points(page))
+        n = count()
         if n != last:
             last, since = n, time.time()
         elif n > 0 and time.time() - since >= quiet:
@@ -60,7 +104,7 @@ def test_train_watch_points_grow_then_stop(tmp_path, browser):
         t_first = time.time() - t_click
         later = wait_until(lambda: (n := sum(chart_points(page))) > first and n, timeout=30)
         assert later > first  # the live charts gain points while training
-        assert "run=" in page.url  # the run id is in the address bar: refresh reattaches
+        assert "run=" in address_is_share_link(page)  # refresh reattaches to the run
         page.get_by_role("button", name="■ Stop").click()
         page.get_by_text("Stopped").first.wait_for(timeout=30000)
         page.wait_for_timeout(2000)  # let the final full rerun settle
@@ -77,7 +121,7 @@ def test_share_link_opens_the_same_run_in_a_fresh_context(tmp_path, browser):
         page.goto(url + "/lab?dataset=subset&train_size=512&batch_size=64&epochs=2&seed=5")
         page.get_by_role("button", name="▶ Train").click()
         page.get_by_text("Finished").first.wait_for(timeout=60000)
-        link = page.url
+        link = address_is_share_link(page)
         assert "run=" in link
         # "Finished" is drawn just before that render's charts: read the points once the
         # final charts are in (the count stops changing).
@@ -90,6 +134,56 @@ def test_share_link_opens_the_same_run_in_a_fresh_context(tmp_path, browser):
         wait_until(lambda: sum(chart_points(p2)) == points, timeout=20)
         assert link.split("run=")[1][:12] in p2.content()
         fresh.close()
+
+
+def test_default_lab_trains_live_stops_and_the_address_bar_is_the_share_link(tmp_path,
+                                                                              browser):
+    """Issue 19's "done means", on a fresh server: on the default configuration (d2l's
+    LeNet-BN, which the results library answers) ▶ Train makes the charts gain points within
+    seconds and keep growing, with the library's five seeds faded behind; ■ Stop stops them;
+    the address bar equals the share-link box; a fresh browser opening it sees that run."""
+    with serve(tmp_path / "runs.sqlite") as (url, _):
+        ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = ctx.new_page()
+        page.goto(url + "/lab")
+        page.get_by_role("button", name="▶ Train").wait_for(timeout=60000)
+        wait_until(lambda: [f for f, _ in faded_and_live(page)] == [5, 5], timeout=30)
+        assert live_points(page) == 0  # nothing of this server's yet: only the library, faded
+        page.get_by_role("button", name="▶ Train").click()
+        t_click = time.time()
+        first = wait_until(lambda: live_points(page), timeout=30)
+        t_first = time.time() - t_click
+        page.wait_for_timeout(2000)
+        second = live_points(page)
+        page.wait_for_timeout(2000)
+        third = live_points(page)
+        assert first < second < third, (first, second, third)  # growing while it trains
+        assert faded_and_live(page)[0][0] == 5  # the library's seeds still behind the loss
+        assert page.get_by_role("button", name="■ Stop").is_enabled()
+        link = address_is_share_link(page)
+        assert "run=" in link
+        # The browser missing one address update (streamlit#7961: a rerun right after it)
+        # must not leave the address bar stale: the next full run sends it again.
+        page.evaluate("history.replaceState({}, '', location.pathname)")
+        page.get_by_role("button", name="■ Stop").click()
+        page.get_by_text("Stopped").first.wait_for(timeout=30000)
+        # the final full rerun replaces the charts once: count once that is done
+        frozen = settled(lambda: live_points(page))
+        page.wait_for_timeout(2500)
+        assert live_points(page) == frozen  # Stop stopped the growth
+        assert not page.get_by_role("button", name="■ Stop").is_enabled()
+        assert address_is_share_link(page) == link  # the same run, the same link
+        ctx.close()
+        fresh = browser.new_context(viewport={"width": 1400, "height": 1000})
+        p2 = fresh.new_page()
+        p2.goto(link)
+        p2.get_by_text("Stopped").first.wait_for(timeout=30000)
+        wait_until(lambda: live_points(p2) == frozen, timeout=20)
+        assert link.split("run=")[1][:12] in p2.content()
+        assert address_is_share_link(p2) == link
+        fresh.close()
+        print(f"\ndefault config: first point {t_first:.2f} s after Train; live points "
+              f"{first}, {second}, {third} at 0, 2, 4 s; {frozen} when stopped")
 
 
 # Every question page, and what its library answer says on screen (the source line).

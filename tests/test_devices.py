@@ -9,7 +9,7 @@ from bnviz.config import ConfigError, make_config, parse_config
 from bnviz.evaluation import evaluate, kept_buffers, set_running_stats
 from bnviz.experiments import dataparallel_grid
 from bnviz.inside import per_device_stats
-from bnviz.model import build_seeded, has_running_stats, norm_layers
+from bnviz.model import build_lenet, has_running_stats, norm_layers
 from bnviz.norms import BatchNormScratch, BookBatchNorm, GhostBatchNorm, dp_replica, make_norm
 from bnviz.trainer import Trainer, snapshot
 
@@ -152,7 +152,7 @@ def test_dp_replica_parameters_are_the_originals():
 
 def _train_steps(norm: str, devices: int, steps: int = 5) -> nn.Module:
     cfg = make_config(dataset="subset", batch_size=16, devices=devices, norm=norm, seed=0)
-    net = build_seeded(cfg)
+    net = build_lenet(cfg)
     opt = torch.optim.SGD(net.parameters(), lr=0.5)
     g = torch.Generator().manual_seed(0)
     net.train()
@@ -203,7 +203,7 @@ def test_kept_buffers_restores_book_moving_stats_and_precise_bn_works():
 
 def test_freeze_affine_freezes_book_gamma_beta():
     cfg = make_config(norm="bn_d2l", freeze_affine=True)
-    for _, m in norm_layers(build_seeded(cfg)):
+    for _, m in norm_layers(build_lenet(cfg)):
         assert not m.gamma.requires_grad and not m.beta.requires_grad
 
 

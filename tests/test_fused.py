@@ -11,7 +11,7 @@ from torch import nn
 
 from bnviz.speed import fused
 from bnviz.config import make_config
-from bnviz.model import build_seeded
+from bnviz.model import build_lenet
 from bnviz.speed.lenet import LeNet, build_fast
 from tests.conftest import ROOT
 
@@ -110,7 +110,7 @@ def test_only_float32_cpu_parameters_reach_the_c_code():
 @needs_fused
 def test_lenet_takes_the_fused_path_and_matches_the_plain_model():
     cfg = make_config("d2l-lenet-bn")
-    fast, plain = build_fast(cfg), build_seeded(cfg)
+    fast, plain = build_fast(cfg), build_lenet(cfg)
     assert isinstance(fast, LeNet) and type(plain) is nn.Sequential
     assert list(fast.state_dict()) == list(plain.state_dict())
     calls = []

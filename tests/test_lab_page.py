@@ -133,3 +133,141 @@ def test_finished_run_shows_reading_and_downloads():
     # a second press of Train reuses the finished run instead of training again
     button(at, "▶ Train").click().run()
     assert at.session_state.run_id == run_id
+
+
+# -- ▶ Train trains, here, even where the results library has the answer ---------------------
+def share_box(at) -> str:
+    return next(t for t in at.text_input if t.label == "Share link").value
+
+
+def link_params(at) -> dict:
+    """The share-link box's query parameters, in AppTest's query_params shape."""
+    from urllib.parse import parse_qs, urlsplit
+    return {k: v[-1] if len(v) == 1 else v
+            for k, v in parse_qs(urlsplit(share_box(at)).query).items()}
+
+
+def wait_for(fn, timeout=60.0):
+    t0 = time.time()
+    while not fn():
+        assert time.time() - t0 < timeout, "timed out"
+        time.sleep(0.05)
+
+
+def traces(at, chart: int = 0) -> tuple[int, int]:
+    """(faded library traces, live traces with points) of one plotly chart on the page."""
+    import json
+    spec = json.loads(at.get("plotly_chart")[chart].proto.spec)
+    faded = [t for t in spec["data"] if t.get("legendgroup") == "background"]
+    live = [t for t in spec["data"] if t.get("legendgroup") != "background" and t.get("x")]
+    return len(faded), len(live)
+
+
+def test_train_on_the_default_config_trains_here_with_the_library_faded_behind():
+    """The first thing a new user does: the defaults (d2l's LeNet-BN, answered by the results
+    library) and ▶ Train. A run of this server trains — not the library's finished run —
+    Stop is enabled and stops it, and the library's five seeds stay faded behind it."""
+    from bnviz.config import Config
+    mgr = ui.manager()
+    lib_run = mgr.library.find(Config())
+    assert lib_run  # the library answers the defaults: the case that used to skip training
+    at = open_page("lab")
+    button(at, "▶ Train").click().run()
+    assert not at.exception, at.exception
+    run_id = at.session_state.run_id
+    try:
+        assert run_id != lib_run
+        v = mgr.get(run_id)
+        assert v.info.get("source") != "library" and v.active
+        assert mgr.owns(run_id, at.session_state.session_id)
+        assert not button(at, "■ Stop").disabled
+        assert at.query_params["run"] == run_id and link_params(at) == at.query_params
+        wait_for(lambda: len(mgr.get(run_id).steps) >= 2)
+        at.run()
+        assert traces(at, 0)[0] == 5 and traces(at, 0)[1] >= 1  # faded seeds + the live run
+        # the progress line is this run's speed; the library's (another machine) is nowhere
+        assert not any("9,701" in s.value for s in [*at.success, *at.info, *at.caption])
+        button(at, "■ Stop").click().run()
+        wait_for(lambda: not mgr.get(run_id).active)
+        v = mgr.get(run_id)
+        assert v.status == "stopped" and 0 < len(v.steps) < 2350
+        at.run()
+        assert button(at, "■ Stop").disabled
+        assert at.query_params["run"] == run_id and link_params(at) == at.query_params
+    finally:
+        mgr.cancel(run_id)
+        wait_for(lambda: not mgr.get(run_id).active)
+
+
+def test_the_library_answer_is_a_second_button_said_to_be_the_library_run():
+    mgr = ui.manager()
+    before = mgr.stats()["queued"] + mgr.stats()["running"]
+    at = open_page("lab")
+    button(at, "📚 Library's 5 seeds").click().run()
+    assert not at.exception, at.exception
+    v = mgr.get(at.session_state.run_id)
+    assert v.info["source"] == "library" and v.config.seed == 0 and v.status == "finished"
+    status = at.success[0].value
+    assert "results library's run" in status and "seed 0" in status and "not on this server" \
+        in status
+    assert "examples/s" not in status  # measured on the machine that built the library
+    assert "Test accuracy 0.876" in status  # its own numbers, as stored
+    assert mgr.stats()["queued"] + mgr.stats()["running"] == before  # nothing trained
+    faded, drawn = traces(at, 0)
+    assert faded == 5 and drawn >= 2  # its loss (per iteration, smoothed), 5 seeds behind
+    assert link_params(at) == at.query_params and at.query_params["run"] == v.run_id
+    assert not any(b.label == "📚 Library's 5 seeds" for b in at.button)  # shown already
+    assert not any(b.label == "↻ Train again" for b in at.button)  # ▶ Train does that
+
+
+def test_a_run_waiting_its_turn_on_a_hosted_server_shows_its_place_and_the_library(
+        monkeypatch):
+    """Hosted (Limits.hosted(): cost caps, one run per visitor): Train on the defaults queues
+    a real run behind the other visitors' runs; until it starts, the page says its place in
+    the queue and the charts are the library's five seeds, faded."""
+    from bnviz.config import Config
+    from bnviz.runs.limits import Limits
+    mgr = ui.manager()
+    slow = Config(dataset="subset", batch_size=8, epochs=50)
+    others = [mgr.submit(slow.replace(seed=s), session=f"visitor{s}", reuse=False)
+              for s in range(mgr.stats()["workers"] + 1)]  # every worker busy, one waiting
+    monkeypatch.setattr(mgr, "limits", Limits.hosted())
+    run_id = None
+    try:
+        wait_for(lambda: mgr.stats()["running"] >= mgr.stats()["workers"])
+        at = open_page("lab")
+        button(at, "▶ Train").click().run()
+        assert not at.exception, at.exception
+        run_id = at.session_state.run_id
+        v = mgr.get(run_id)
+        assert v.status == "queued" and v.position >= 2 and v.info.get("source") != "library"
+        assert any(f"Queued at position {v.position}" in i.value for i in at.info)
+        assert traces(at, 0) == (5, 0) and traces(at, 1)[0] == 5  # the library, faded, only
+        assert not button(at, "■ Stop").disabled  # a queued run can be taken back
+        button(at, "■ Stop").click().run()
+        assert mgr.get(run_id).status == "stopped"
+    finally:
+        for r in [run_id, *others]:
+            if r:
+                mgr.cancel(r)
+        for r in others:
+            wait_for(lambda: not mgr.get(r).active)
+
+
+def test_address_bar_is_the_share_link_after_train_preset_and_in_a_fresh_session():
+    mgr = ui.manager()
+    at = open_page("lab", {**TINY, "epochs": "1", "seed": "23"})
+    button(at, "▶ Train").click().run()
+    run_id = at.session_state.run_id
+    wait_for(lambda: mgr.get(run_id).status == "finished")
+    at.run()
+    assert at.query_params["run"] == run_id and link_params(at) == at.query_params
+    link = link_params(at)
+    fresh = open_page("lab", link)  # someone opening the link: the same run, the same link
+    assert not fresh.exception
+    assert fresh.session_state.run_id == run_id
+    assert any("Finished" in s.value for s in fresh.success)
+    assert link_params(fresh) == fresh.query_params == link
+    button(at, "LeNet (no BN)").click().run()
+    assert at.query_params == {"lr": "0.9", "norm": "none", "conv1_padding": "2"}
+    assert link_params(at) == at.query_params

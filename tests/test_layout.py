@@ -6,7 +6,10 @@
 - the run machinery and the results library know nothing of the dashboard or of
   streamlit/plotly;
 - pages and app.py use the dashboard helpers and the core; of the run machinery only the
-  result tables (bnviz.runs.results), never the store or the job manager directly.
+  result tables (bnviz.runs.results), never the store or the job manager directly: they import
+  neither, and neither they nor the dashboard helpers reach them through the runner they are
+  given (no `.store` but to ask whether there is one, no private attribute such as
+  `mgr._jobs`: the Runner's methods are the whole interface).
 """
 import ast
 from pathlib import Path
@@ -85,6 +88,66 @@ def test_pages_never_reach_the_store_or_the_jobs(path):
     found = {m for m in imports(path) if m.startswith("bnviz.runs")}
     assert found <= {"bnviz.runs", "bnviz.runs.results"} | {
         m for m in found if m.startswith("bnviz.runs.results.")}, found
+
+
+def reaches_inside(source: str, filename: str = "<page>") -> list[str]:
+    """Where a page reaches past the Runner's methods: `.store` used for anything but
+    `... is None` / `is not None`, a private attribute (`._jobs`, `._queue`, `._safe`, ...) of
+    anything but a module this file imports, or the same through getattr/setattr/hasattr.
+    Returns "line: what" for each."""
+    tree = ast.parse(source, filename)
+    modules = {(a.asname or a.name).split(".")[0] for n in ast.walk(tree)
+               if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
+    presence = set()  # `x.store is None`: asking whether there is a store is allowed
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Compare) and isinstance(n.left, ast.Attribute) and \
+                n.left.attr == "store" and all(isinstance(o, (ast.Is, ast.IsNot))
+                                               for o in n.ops) and \
+                all(isinstance(c, ast.Constant) and c.value is None for c in n.comparators):
+            presence.add(id(n.left))
+
+    def private(name: str) -> bool:
+        return name.startswith("_") and not name.startswith("__")
+
+    out = []
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Attribute):
+            of_module = isinstance(n.value, ast.Name) and n.value.id in modules
+            if n.attr == "store" and id(n) not in presence:
+                out.append(f"{n.lineno}: .store")
+            elif private(n.attr) and not of_module:
+                out.append(f"{n.lineno}: .{n.attr}")
+        elif isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and \
+                n.func.id in ("getattr", "setattr", "hasattr") and len(n.args) >= 2 and \
+                isinstance(n.args[1], ast.Constant) and isinstance(n.args[1].value, str) and \
+                (n.args[1].value == "store" or private(n.args[1].value)):
+            out.append(f"{n.lineno}: {n.func.id}(..., {n.args[1].value!r})")
+    return sorted(out, key=lambda s: int(s.split(":")[0]))
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "pages").glob("*.py")) + [ROOT / "app.py"] +
+                         sorted((ROOT / "bnviz" / "dashboard").glob("*.py")),
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_pages_use_the_runner_only_through_its_methods(path):
+    assert reaches_inside(path.read_text(), str(path)) == []
+
+
+def test_the_runner_check_itself_catches_reaching_inside():
+    page = """
+import streamlit as st
+from bnviz.dashboard import charts, ui
+mgr = ui.manager()
+if mgr.store is None or mgr.store is not None:
+    st.warning("no store")
+runs = mgr.store.list_runs(limit=5)
+n = len(mgr._jobs)
+ui.manager()._queue.clear()
+lib = mgr.library.store
+getattr(mgr, "_cv")
+fill = charts._rgba("red", 0.1)
+"""
+    assert reaches_inside(page) == ["7: .store", "8: ._jobs", "9: ._queue", "10: .store",
+                                    "11: getattr(..., '_cv')"]
 
 
 def test_the_contract_check_itself_catches_a_violation(tmp_path):

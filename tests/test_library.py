@@ -1,7 +1,10 @@
 """The results library: it answers every question page's default grid, it is checked against
 today's code (CI runs the fast check), and runners serve from it without training."""
+import io
 import json
+import os
 import random
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -12,7 +15,7 @@ import pytest
 
 from bnviz.config import Config
 from bnviz.experiments import GridPoint
-from bnviz.library import LIBRARY_FILE, Library, library_key
+from bnviz.library import LIBRARY_FILE, Library, bnviz_version, library_key
 from bnviz.library import build as lb
 from bnviz.library.catalog import LIBRARY_SEEDS, QUESTION, QUESTIONS, Question
 from bnviz.runs.jobs import JobManager
@@ -57,18 +60,25 @@ def test_the_library_is_small_enough_to_ship():
         assert not LIBRARY_FILE.with_name(LIBRARY_FILE.name + extra).exists()
 
 
-def test_a_changed_knob_default_makes_check_name_the_stale_entries(tmp_path):
-    """A copy of the package whose momentum default is 0.2: every stored config (momentum
-    0.1) now hashes differently, and every page's default grid asks for 0.2."""
+def changed_copy(tmp_path, file: str, old: str, new: str) -> dict:
+    """A copy of the package with one line of `file` changed; returns the environment that
+    imports it (the data and kernel cache shared with this test run)."""
     pkg = tmp_path / "bnviz"
     shutil.copytree(ROOT / "bnviz", pkg, ignore=shutil.ignore_patterns(
         "runs.sqlite", "__pycache__", "*.so"))
-    cfg = pkg / "config.py"
-    text = cfg.read_text()
-    old = 'momentum: float = knob(0.1,'
-    assert old in text
-    cfg.write_text(text.replace(old, 'momentum: float = knob(0.2,'))
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path), "HOME": str(tmp_path)}
+    path = pkg / file
+    text = path.read_text()
+    assert text.count(old) == 1, old
+    path.write_text(text.replace(old, new))
+    return {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path), "HOME": str(tmp_path),
+            "BNVIZ_CACHE_DIR": os.environ["BNVIZ_CACHE_DIR"]}
+
+
+def test_a_changed_knob_default_makes_check_name_the_stale_entries(tmp_path):
+    """A copy of the package whose momentum default is 0.2: every stored config (momentum
+    0.1) now hashes differently, and every page's default grid asks for 0.2."""
+    env = changed_copy(tmp_path, "config.py", 'momentum: float = knob(0.1,',
+                       'momentum: float = knob(0.2,')
     r = check_cli("--path", str(LIBRARY_FILE), env=env, cwd=tmp_path)
     assert r.returncode == 1, r.stdout + r.stderr
     out = r.stdout
@@ -77,6 +87,103 @@ def test_a_changed_knob_default_makes_check_name_the_stale_entries(tmp_path):
     # the new default config hashes as the old one did; its stored run is not an answer
     assert "missing: ablation · all four BN layers, seed 0" in out
     assert "library build" in out  # says what to do
+
+
+def test_a_one_line_change_to_the_weight_init_makes_check_name_the_stale_entries(tmp_path):
+    """A copy of the package whose Xavier init has gain 1.01 instead of 1: every config id is
+    the same, so only retraining can tell, and it names every sampled entry whose numbers
+    depend on the weights. Two batch-1 entries cannot: nn.BatchNorm1d refuses the first step
+    either way, and after BN of one example every feature is 0, so the from-scratch BN's
+    logits are the last layer's bias alone (question 1's "we learn nothing")."""
+    env = changed_copy(tmp_path, "model.py",
+                       "nn.init.xavier_uniform_(m.weight, generator=wgen)",
+                       "nn.init.xavier_uniform_(m.weight, gain=1.01, generator=wgen)")
+    r = check_cli("--path", str(LIBRARY_FILE), "--sample-seed", "0", env=env, cwd=tmp_path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    out = r.stdout
+    assert "stale entry" not in out and "missing" not in out  # ids and presence still fine
+    stale = re.findall(r"^stale numbers: (.+?, seed \d) \(run \w+\): .*? differ; first at "
+                       r"(?:step 1|bucket 1 \(steps up to \d+\)): loss stored", out, re.M)
+    flagged = re.findall(r"^  STALE (.+?, seed \d):", out, re.M)
+    passed = re.findall(r"^  ok    (.+?), seed \d:", out, re.M)
+    assert len(stale) >= 5 and sorted(stale) == sorted(flagged), out
+    assert set(passed) <= {"batch1 · nn.BatchNorm1d at batch 1",
+                           "batch1 · BN from scratch at batch 1"}, out
+    assert "undo the change" in out
+    if lb.provenance.builds(Library(LIBRARY_FILE).store._conn()):
+        assert "model.py" in out  # the fingerprint says which file changed (information)
+
+
+def test_check_retrains_every_sampled_question_bit_for_bit_on_todays_code():
+    """The normal check's sample covers every question, and every sampled entry's first
+    steps come out of today's code exactly as stored."""
+    out = io.StringIO()
+    assert lb.check(LIBRARY_FILE, QUESTIONS, out=out, sample_seed=3) == [], out.getvalue()
+    text = out.getvalue()
+    assert re.search(r"^  (\d+) of \1 match", text, re.M), text
+    for seed in range(30):
+        chosen = lb.prefix.sample(lb.plan(), QUESTIONS, random.Random(seed))
+        assert {q for e in chosen for q, _ in e.answers} == {q.key for q in QUESTIONS}
+
+
+def test_the_library_made_by_0_3_0_is_served_by_this_version(lib):
+    """Which stored run answers a config is config equality, not the version."""
+    text = (ROOT / "pyproject.toml").read_text()
+    assert f'version = "{bnviz_version()}"' in text and bnviz_version() != "0.3.0"
+    cfg = QUESTION["presets"].points()[0].config
+    v = lib.get(cfg)
+    assert v is not None and v.info["bnviz_version"] == "0.3.0"
+    mgr = JobManager(workers=1, library=lib)
+    try:
+        assert mgr.find(cfg).run_id == v.run_id
+    finally:
+        mgr.shutdown()
+
+
+def test_the_shipped_library_records_its_provenance(lib):
+    records = lb.provenance.builds(lib.store._conn())
+    assert records, "the shipped library has no build record"
+    first = records[0]
+    assert first["runs"] == len(lib) and first["fingerprint"] and first["commit_id"]
+    assert "predate" in first["note"]  # honest: the runs were trained before recording
+
+
+def test_provenance_names_the_files_changed_since_the_build(tmp_path):
+    c = sqlite3.connect(tmp_path / "lib.sqlite")
+    lb.provenance.record(c, runs=2, added=2)
+    assert "same fingerprint" in lb.provenance.report(c)
+    files = json.loads(c.execute("SELECT files FROM library_builds").fetchone()[0])
+    assert "model.py" in files and "trainer.py" in files and "speed/fused.c" in files
+    files["model.py"] = "0" * 16
+    c.execute("UPDATE library_builds SET files=?", (json.dumps(files),))
+    report = lb.provenance.report(c)
+    assert "changed since model.py (information only" in report
+
+
+def test_prefix_of_a_downsampled_run_is_its_first_bucket_means():
+    """A run of 10,000 steps is stored as 2,400 bucket means; the first 20 steps reach the
+    first 5 buckets (edges 0, 4, 8, 12, 16, 20): the same means, bit for bit, from 20 steps."""
+    rng = np.random.default_rng(0)
+    n = 10000
+    steps = np.column_stack([np.arange(1, n + 1), np.arange(1, n + 1) / 1000,
+                             rng.random(n).astype(np.float32), rng.random(n).astype(np.float32)])
+    stored = lb.downsample_steps(steps).astype(np.float32).astype(np.float64)  # as the store
+    upto, rows, bucketed = lb.prefix.plan_prefix(stored, 20)
+    assert (upto, rows, bucketed) == (20, 5, True)
+    mine, theirs = lb.prefix.expected_rows(steps[:upto + 3], stored, 20)
+    assert np.array_equal(mine.astype(np.float32), theirs.astype(np.float32))
+    nudged = steps.copy()
+    nudged[13, 2] = np.nextafter(np.float32(nudged[13, 2]), np.float32(2))  # one float32 ulp
+    mine, _ = lb.prefix.expected_rows(nudged[:upto], stored, 20)
+    assert (mine.astype(np.float32) != theirs.astype(np.float32)).any(axis=1).tolist() == \
+        [False, False, False, True, False]
+    older = lb.downsample_steps(steps, 400)  # as the runs built with 400 points keep it
+    assert lb.prefix.plan_prefix(older, 20) == (25, 1, True)  # one bucket of 25 steps
+    mine, theirs = lb.prefix.expected_rows(steps[:25], older, 20)
+    assert np.array_equal(mine, theirs) and theirs[0, 0] == 25
+    whole = stored[:2000]  # a run kept whole compares its first k steps
+    assert lb.prefix.plan_prefix(whole, 20) == (20, 20, False)
+    assert lb.prefix.plan_prefix(whole[:7], 20) == (7, 7, False)  # ended (diverged) early
 
 
 def test_runner_serves_the_library_without_training(tmp_path, lib):
@@ -152,6 +259,34 @@ def test_build_resumes_copies_and_check_retrains_to_the_same_numbers(tmp_path, c
     c.close()
     problems = lb.check(path, (TINY,), retrain=True, rng=random.Random(0))
     assert problems and "test_acc_precise stored" in problems[0]
+
+
+def test_check_names_an_entry_whose_stored_step_is_one_float32_ulp_off(tmp_path):
+    """The prefix check is exact: one stored loss nudged by the smallest float32 step is
+    caught and named; the build recorded what it was made with."""
+    path = tmp_path / "lib.sqlite"
+    lb.build(path, (TINY,), jobs=1)
+    assert lb.check(path, (TINY,), every=True) == []
+    c = sqlite3.connect(path)
+    made = lb.provenance.builds(c)
+    assert len(made) == 1 and made[0]["added"] == 4
+    assert made[0]["fingerprint"] == lb.provenance.fingerprint()["hash"]
+    run_id, blob, info = c.execute("SELECT s.run_id, s.steps, r.info FROM series s JOIN runs r "
+                                   "USING (run_id) WHERE r.seed = 1 LIMIT 1").fetchone()
+    assert json.loads(info)["code_fingerprint"] == made[0]["fingerprint"]
+    steps = np.load(io.BytesIO(blob))
+    steps[2, 2] = np.nextafter(steps[2, 2], np.float32(10))
+    buf = io.BytesIO()
+    np.save(buf, steps)
+    c.execute("UPDATE series SET steps=? WHERE run_id=?", (buf.getvalue(), run_id))
+    c.commit()
+    c.close()
+    out = io.StringIO()
+    problems = lb.check(path, (TINY,), every=True, out=out)
+    assert len(problems) == 2, problems  # the entry, then what to do
+    assert re.match(rf"stale numbers: tiny · \S+( BN)?, seed 1 \(run {run_id}\): 1 of 4 "
+                    r"steps differ; first at step 3", problems[0]), problems[0]
+    assert out.getvalue().count("  STALE ") == 1 and out.getvalue().count("  ok    ") == 3
 
 
 def test_findings_export_has_every_question(tmp_path, lib):

@@ -45,6 +45,9 @@ def test_runner_contract(runner, tiny):
     assert v.status == "finished" and v.config == cfg and len(v.steps) == 8
     assert runner.store.load(run).status == "finished"  # nothing only in memory
     assert runner.find(cfg).run_id == run
+    listed = runner.list_runs(status="finished")
+    assert [r["run_id"] for r in listed] == [run] and listed[0]["config"] == cfg.to_dict()
+    assert runner.list_runs(status="failed") == []
     assert runner.submit(cfg, session="bob") == run  # a finished identical run is reused
     assert runner.owns(run, "alice") and not runner.owns(run, "bob")
     assert not runner.cancel(run, session="bob")

@@ -1,3 +1,4 @@
+import dataclasses
 import hashlib
 import io
 import json
@@ -27,13 +28,18 @@ def trained_record(tiny, run_id="r1", **kw):
     return rec
 
 
+def same_value(a, b) -> bool:
+    return a == b or (isinstance(a, float) and isinstance(b, float) and a != a and b != b)
+
+
 def test_round_trip_keeps_every_field(tmp_path, tiny):
     store = RunStore(tmp_path / "runs.sqlite")
     v = trained_record(tiny).view()
     store.save(v)
     back = RunStore(tmp_path / "runs.sqlite").load("r1")  # a fresh connection, as after restart
     assert back.config == v.config and back.status == "finished" and back.session == "s"
-    assert back.summary == v.summary
+    assert back.summary.keys() == v.summary.keys()
+    assert all(same_value(back.summary[k], x) for k, x in v.summary.items())  # nan == nan here
     assert back.info == v.info
     assert np.allclose(back.steps, v.steps, atol=1e-6)
     assert back.evals == v.evals and back.epochs == v.epochs
@@ -62,11 +68,10 @@ def test_concurrent_writers(tmp_path, tiny):
 
     def writer(k):
         try:
-            for i in range(15):
-                rec = RunRecord.from_view(v)
-                rec.run_id = f"w{k}-{i}"
-                store.save(rec.view())
-                store.set_status(rec.run_id, "finished")
+            for i in range(15):  # as a runner saves a run: queued, then its final state
+                run_id = f"w{k}-{i}"
+                store.save(dataclasses.replace(v, run_id=run_id, status="queued"))
+                store.save(dataclasses.replace(v, run_id=run_id))
         except Exception as e:  # noqa: BLE001
             errors.append(e)
     threads = [threading.Thread(target=writer, args=(k,)) for k in range(6)]
@@ -75,7 +80,9 @@ def test_concurrent_writers(tmp_path, tiny):
     for t in threads:
         t.join()
     assert errors == []
-    assert len(store.list_runs(limit=1000)) == 90 and store.integrity() == "ok"
+    runs = store.list_runs(limit=1000)
+    assert len(runs) == 90 and {r["status"] for r in runs} == {"finished"}
+    assert store.integrity() == "ok"
 
 
 def test_run_left_by_a_dead_process_is_marked_interrupted(tmp_path, tiny):
@@ -183,9 +190,10 @@ def test_old_database_is_upgraded_in_place(tmp_path):
     _, before = raw_rows(V0_FIXTURE)
     db = v0_copy(tmp_path)
     store = RunStore(db)
-    assert store.schema_version() == SCHEMA_VERSION == 2
-    assert [v for v, _, _ in history(db)] == [1, 2]
-    assert "3 runs re-keyed" in history(db)[-1][2]
+    assert store.schema_version() == SCHEMA_VERSION == 3
+    assert [v for v, _, _ in history(db)] == [1, 2, 3]
+    assert "3 runs re-keyed" in history(db)[1][2]
+    assert "dropped runs.label" in history(db)[2][2]
     assert store.integrity() == "ok"
     _, after = raw_rows(db)
     assert set(after) == V0_RUNS
@@ -199,9 +207,10 @@ def test_old_database_is_upgraded_in_place(tmp_path):
         assert store.find_finished(new_id, v.config.seed, "subset") == run_id
         assert store.find_finished(old["config_id"], v.config.seed) is None
         assert run_id in {r["run_id"] for r in store.list_runs(config_id=new_id)}
-        # every column but config_id, and every series, is as it was
+        # every column but config_id and the dropped label, and every series, is as it was
+        assert old["label"] == "" and "label" not in after[run_id]
         for col in old:
-            if col != "config_id":
+            if col not in ("config_id", "label"):
                 assert after[run_id][col] == old[col], col
         assert v.status == "finished" and v.session == "fixture"
         assert v.summary == json.loads(old["summary"]) and v.info == json.loads(old["info"])
@@ -242,6 +251,54 @@ def test_new_file_starts_at_the_current_version(tmp_path):
         range(1, SCHEMA_VERSION + 1))
 
 
+def v2_copy(tmp_path, monkeypatch):
+    """A store as the code of schema version 2 left it (runs.label still there)."""
+    db = v0_copy(tmp_path)
+    with monkeypatch.context() as m:
+        m.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS[:2])
+        m.setattr(store_mod, "SCHEMA_VERSION", 2)
+        RunStore(db).close()
+    return db
+
+
+def columns(path):
+    c = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return {r[1] for r in c.execute("PRAGMA table_info(runs)")}
+    finally:
+        c.close()
+
+
+def test_a_version_2_store_loses_only_the_unused_label_column(tmp_path, monkeypatch):
+    db = v2_copy(tmp_path, monkeypatch)
+    _, before = raw_rows(db)
+    assert "label" in columns(db) and [v for v, _, _ in history(db)] == [1, 2]
+    store = RunStore(db)
+    assert store.schema_version() == 3 and "label" not in columns(db)
+    _, after = raw_rows(db)
+    assert after == {k: {c: v for c, v in r.items() if c != "label"} for k, r in before.items()}
+    assert {r["run_id"] for r in store.list_runs()} == V0_RUNS
+
+
+def test_read_only_opens_version_2_files_as_they_are(tmp_path, monkeypatch):
+    """The shipped library is version 2 and read-only (never migrated): it must still open,
+    and so must any file from READS_FROM on; older ones are refused with the reason."""
+    from bnviz.library import LIBRARY_FILE
+    assert store_mod.READS_FROM == 2
+    lib = RunStore(LIBRARY_FILE, readonly=True)
+    some = lib.list_runs(limit=3)
+    assert len(some) == 3 and lib.load(some[0]["run_id"]).status == some[0]["status"]
+    db = v2_copy(tmp_path, monkeypatch)
+    ro = RunStore(db, readonly=True)
+    assert ro.schema_version() == 2 and "label" in columns(db)  # read, not migrated
+    assert ro.load("v0-bn-seed0").status == "finished"
+    old = v0_copy(tmp_path, "v0.sqlite")
+    with pytest.raises(StoreError, match=r"schema version 0, this bnviz reads 2 to 3 "
+                       r"read-only; rebuild it"):
+        RunStore(old, readonly=True)
+    assert raw_rows(old)[0] == 0  # left as it was
+
+
 def test_file_from_a_newer_bnviz_is_refused_with_a_clear_message(tmp_path):
     db = v0_copy(tmp_path)
     RunStore(db).close()
@@ -262,7 +319,8 @@ def test_failed_migration_leaves_the_old_version(tmp_path, monkeypatch):
     def broken(c):
         c.execute("UPDATE runs SET config_id='half-done'")
         raise sqlite3.OperationalError("disk I/O error")
-    monkeypatch.setattr(store_mod, "MIGRATIONS", [store_mod.MIGRATIONS[0], broken])
+    monkeypatch.setattr(store_mod, "MIGRATIONS", [store_mod.MIGRATIONS[0], broken,
+                                                  *store_mod.MIGRATIONS[2:]])
     with pytest.raises(StoreError, match="disk I/O error"):
         RunStore(db)
     version, rows = raw_rows(db)
@@ -277,8 +335,8 @@ def test_concurrent_openers_of_an_old_file_migrate_once(tmp_path):
     db = v0_copy(tmp_path)
     code = ("import sys, time; sys.path.insert(0, %r)\n"
             "from bnviz.runs import store as s\n"
-            "slow = s.MIGRATIONS[-1]\n"
-            "s.MIGRATIONS[-1] = lambda c: (time.sleep(1.0), slow(c))[1]\n"
+            "slow = s.MIGRATIONS[1]\n"
+            "s.MIGRATIONS[1] = lambda c: (time.sleep(1.0), slow(c))[1]\n"
             "print('ready', flush=True); sys.stdin.readline()\n"
             "print('version', s.RunStore(%r).schema_version(), flush=True)\n"
             % (str(ROOT), str(db)))
@@ -294,8 +352,8 @@ def test_concurrent_openers_of_an_old_file_migrate_once(tmp_path):
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err
         assert out.strip() == f"version {SCHEMA_VERSION}"
-    assert [v for v, _, _ in history(db)] == [1, 2]
-    assert "3 runs re-keyed" in history(db)[-1][2]
+    assert [v for v, _, _ in history(db)] == [1, 2, 3]
+    assert "3 runs re-keyed" in history(db)[1][2]
     store = RunStore(db)
     for run_id in V0_RUNS:
         cfg = store.load(run_id).config
@@ -312,7 +370,18 @@ def test_writes_name_their_columns(tmp_path, tiny):
     c.close()
     store = RunStore(db)
     v = trained_record(tiny).view()
-    store.save(v)
-    store.set_status("r1", "finished", "again")
+    store.save(dataclasses.replace(v, status="running"))
+    store.save(dataclasses.replace(v, reason="again"))  # saved again: replaced, not added
     back = store.load("r1")
     assert back.reason == "again" and np.allclose(back.steps, v.steps, atol=1e-6)
+    # the one UPDATE: a run left running by a process that has exited
+    store.save(dataclasses.replace(v, run_id="r2", status="running"))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    c = sqlite3.connect(db)
+    c.execute("UPDATE runs SET owner=? WHERE run_id='r2'",
+              (f"{store_mod.socket.gethostname()}:{gone}",))
+    c.commit()
+    c.close()
+    assert store.mark_interrupted() == 1 and store.load("r2").status == "interrupted"
+    assert len(store.list_runs()) == 2

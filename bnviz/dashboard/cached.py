@@ -32,5 +32,5 @@ def warm(page_base) -> None:
     gradients(bias)
     counts(bias)
     equivalence(bias)
-    batch = page_base("batch")
+    batch = page_base("batch-size")
     batch_one(batch.dataset, batch.seed)

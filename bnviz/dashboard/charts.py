@@ -6,6 +6,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from bnviz.metrics import EVAL_MODES
+
 MAX_POINTS = 1500  # per trace: a long run stays cheap to send every second
 COLORS = {"train": "#1f77b4", "test": "#d62728", "gap": "rgba(214,39,40,0.12)",
           "running": "#d62728", "precise": "#2ca02c", "batch": "#9467bd"}
@@ -133,13 +135,13 @@ def accuracy_figure(steps: pd.DataFrame, evals: pd.DataFrame, smoothing: float =
 def fluctuation_figure(evals: pd.DataFrame, window: int = 5, revision: str = "") -> go.Figure:
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     if not evals.empty:
-        for mode in ("running", "precise", "batch"):
+        for mode in EVAL_MODES:
             col = f"acc_{mode}"
             if col in evals and evals[col].notna().any():
                 fig.add_scatter(x=evals["epoch"], y=evals[col], mode="lines+markers",
                                 name=f"test acc, {mode} stats",
                                 line=dict(color=COLORS[mode], width=2))
-        if not any(f"acc_{m}" in evals for m in ("running", "precise", "batch")):
+        if not any(f"acc_{m}" in evals for m in EVAL_MODES):
             fig.add_scatter(x=evals["epoch"], y=evals["test_acc"], mode="lines+markers",
                             name="test acc", line=dict(color=COLORS["test"], width=2))
         fig.add_scatter(x=evals["epoch"], y=evals["eval_batch_acc"], mode="markers",
@@ -343,9 +345,8 @@ def sweep_figure(table: pd.DataFrame, x: str, by: str = "norm", log_x: bool = Tr
                                                                          color=c),
                             text=bad["status"], hovertemplate="%{x}: %{text}")
     fig.update_xaxes(title=x, type="log" if log_x else "linear")
-    if not len(table) or x not in table or table[x].isna().all():
-        pass
-    elif log_x:  # an empty log axis would span 0.1 to 1e6: frame the values to come
+    if log_x and len(table) and x in table and not table[x].isna().all():
+        # an empty log axis would span 0.1 to 1e6: frame the values to come
         v = table[x].astype(float)
         fig.update_xaxes(range=[np.log10(v.min()) - 0.15, np.log10(v.max()) + 0.15])
     fig.update_yaxes(title=ytitle, range=[-0.03, 1])

@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 
 from bnviz.config import differing_knobs as config_differing_knobs
-from bnviz.stats import fluctuation, mean_ci
+from bnviz.metrics import grid_metrics, metric
+from bnviz.stats import mean_ci
 
 IGNORED = ("seed", "device")  # differences that do not make another experiment
 
@@ -25,13 +26,10 @@ def metrics_table(views) -> pd.DataFrame:
     knobs = differing_knobs(views)
     rows = []
     for v in views:
-        s = v.summary or {}
         row = {"run_id": v.run_id, "status": v.status}
         row.update({k: getattr(v.config, k) for k in knobs})
-        tr, te = s.get("train_acc", math.nan), s.get("test_acc", math.nan)
-        row.update(train_loss=s.get("train_loss", math.nan), train_acc=tr, test_acc=te,
-                   gap=tr - te, fluctuation=fluctuation([e["test_acc"] for e in v.evals]),
-                   data=s.get("data_source", ""))
+        row.update({m: metric(m).value(v) for m in grid_metrics()})  # the registry's metrics
+        row["data"] = (v.summary or {}).get("data_source", "")
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -12,6 +12,7 @@ from bnviz.dashboard import charts
 from bnviz.dashboard import ui
 from bnviz.library import data_text
 from bnviz.experiments import DEFAULT_SEEDS, GridPoint, with_seeds
+from bnviz.metrics import format_estimate, grid_metrics, metric
 from bnviz.runs.results import runs_table, summarize
 
 
@@ -36,6 +37,7 @@ def submit_grid(points: list[GridPoint], rerun: bool = False) -> None:
 
 
 HERE = " · run here"  # label suffix of a live run shown beside the library's of its config
+HERE_ARM = "@here"  # and its arm id's suffix (readings take the library's arm, never this)
 
 
 def grid_table(points: list[GridPoint]) -> pd.DataFrame:
@@ -55,7 +57,7 @@ def grid_table(points: list[GridPoint]) -> pd.DataFrame:
         else:
             rows.append(p), views.append(stored), sources.append("library")
             if here is not None:
-                extra.append(GridPoint(p.label + HERE, p.config))
+                extra.append(GridPoint(p.label + HERE, p.config, p.arm + HERE_ARM))
                 extra_views.append(here)
     table = runs_table(rows + extra, views + extra_views)
     table["source"] = sources + ["here"] * len(extra)
@@ -172,20 +174,21 @@ def run_buttons(points: list[GridPoint], base, label: str = "▶ Run the experim
                   key=f"link_{label}", help="Opens this experiment and its stored results")
 
 
-def _pm(mean: float, half: float) -> str:
-    if mean != mean:
-        return "–"
-    return f"{mean:.3f}" if half != half else f"{mean:.3f} ± {half:.3f}"
+# The grid metrics a page's summary table leaves out (every run's table has them all).
+SUMMARY_HIDDEN = ("test_acc", "fluctuation")
 
 
 def summary_view(summary: pd.DataFrame) -> pd.DataFrame:
-    """The per-configuration table as people read it: mean ± 95% CI half-width, n."""
+    """The per-configuration table as people read it: mean ± 95% CI half-width, n, for
+    every grid metric of the registry (bnviz.metrics)."""
     out = pd.DataFrame({"configuration": summary["run"],
                         "n": [f"{n}/{r}" for n, r in zip(summary["n"], summary["runs"])]})
-    for col, name in (("train_loss", "train loss"), ("train_acc", "train acc"),
-                      ("test_acc_running", "test acc (running stats)"),
-                      ("test_acc_precise", "test acc (PreciseBN)"), ("gap", "train − test")):
-        out[name] = [_pm(m, h) for m, h in zip(summary[col], summary[f"{col}_ci"])]
+    for col in grid_metrics():
+        if col in SUMMARY_HIDDEN or col not in summary:
+            continue
+        m = metric(col)
+        out[m.label] = [format_estimate(v, h, m.digits)
+                        for v, h in zip(summary[col], summary[f"{col}_ci"])]
     if summary["ended_badly"].any():
         out["diverged/failed"] = summary["ended_badly"]
     return out
@@ -230,9 +233,8 @@ def grid_panel(points: list[GridPoint], key: str, chart=charts.grid_bar_figure) 
                    "final weights and swings far less from run to run.")
         with st.expander("Every run"):
             st.dataframe(t.drop(columns=["run_id"]).style.format(
-                {c: "{:.3f}" for c in ("train_loss", "train_acc", "test_acc",
-                                       "test_acc_running", "test_acc_precise", "gap",
-                                       "fluctuation")}, na_rep="–"),
+                {c: f"{{:.{metric(c).digits}f}}" for c in grid_metrics() if c in t},
+                na_rep="–"),
                 hide_index=True, width="stretch")
         c1, c2 = st.columns(2)
         c1.download_button("Runs (CSV)", t.to_csv(index=False), f"bnviz-{key}-runs.csv",

@@ -3,23 +3,22 @@ from __future__ import annotations
 
 import math
 
-from bnviz.stats import fluctuation  # noqa: F401 - pages read it from here too
+from bnviz.metrics import CHANCE
+from bnviz.stats import fluctuation
 
 
-CHANCE = 0.15  # ten classes: 0.10 is guessing
-
-
-def describe(v) -> str:
+def describe(v, speed: bool = True) -> str:
     """What one run's final numbers say, and no more: one run has no error bar, so this never
     compares it with another run. The train–test gap is split into the part the running
-    statistics cause (PreciseBN recomputes them for the final weights) and the rest."""
+    statistics cause (PreciseBN recomputes them for the final weights) and the rest.
+    speed=False leaves out the examples/s (a library run's was measured on another machine)."""
     s = v.summary
     if not s or math.isnan(s.get("test_acc", math.nan)):
         return "No evaluation yet." if v.status != "finished" else ""
     train, test = s["train_acc"], s["test_acc"]
     gap = train - test
-    parts = [f"Test accuracy {test:.3f}, train accuracy {train:.3f} (gap {gap:+.3f}), "
-             f"{s.get('examples_per_sec', 0):,.0f} examples/s."]
+    parts = [f"Test accuracy {test:.3f}, train accuracy {train:.3f} (gap {gap:+.3f})"
+             + (f", {s.get('examples_per_sec', 0):,.0f} examples/s." if speed else ".")]
     if test < CHANCE and train < CHANCE:
         parts.append("That is chance level on both: the network did not learn.")
         return " ".join(parts)

@@ -7,6 +7,7 @@ import json
 import math
 import re
 import time
+import urllib.parse
 import uuid
 
 import streamlit as st
@@ -14,6 +15,7 @@ import streamlit as st
 from bnviz.dashboard import charts
 
 from bnviz.dashboard import reading
+from bnviz import norm_kinds
 from bnviz.config import (KNOB, KNOBS, PRESET_HELP, PRESETS, Config, from_query, parse_config,
                      to_query)
 from bnviz.runs.runner import JobRefused, Runner, runner_from_env
@@ -31,11 +33,7 @@ LABELS = {
     "snapshot_every": "gamma/beta snapshot every N iterations (0 = at evaluations)",
     "conv1_padding": "conv1 padding",
 }
-CHOICE_LABELS = {
-    "none": "none", "bn": "BatchNorm (nn.BatchNorm)",
-    "bn_scratch": "BatchNorm from scratch (d2l's maths, buffers)",
-    "bn_d2l": "BatchNorm as the book writes it (moving stats as attributes)",
-    "layer": "LayerNorm", "group": "GroupNorm", "instance": "InstanceNorm",
+CHOICE_LABELS = {  # the norm kinds' labels come from their registry (option_label)
     "before_act": "before the activation (d2l)", "after_act": "after the activation",
     "running": "running statistics (PyTorch default)",
     "precise": "PreciseBN (recomputed for current weights)", "batch": "batch statistics",
@@ -87,6 +85,13 @@ def _with(options: list, value) -> list:
     return sorted(set(options) | {value})
 
 
+def option_label(knob: str, value) -> str:
+    """What a selectbox shows for one of a knob's choices."""
+    if knob == "norm":
+        return norm_kinds.option(value)
+    return CHOICE_LABELS.get(value, str(value))
+
+
 def knob_widget(name: str, container=st) -> None:
     k = KNOB[name]
     key, label = wkey(name), LABELS.get(name, name.replace("_", " ").capitalize())
@@ -95,8 +100,8 @@ def knob_widget(name: str, container=st) -> None:
     st.session_state[key] = st.session_state.get(key, k.default)
     help_ = k.help + (f"\n\n{BATCH_HELP}" if name == "batch_size" else "")
     if k.choices is not None:
-        container.selectbox(label, k.choices, key=key, help=help_,
-                            format_func=lambda c: CHOICE_LABELS.get(c, str(c)))
+        container.selectbox(label, list(k.choices), key=key, help=help_,
+                            format_func=lambda c: option_label(name, c))
     elif k.type is bool:
         container.toggle(label, key=key, help=help_ if not name.startswith("norm_") else None)
     elif name in LOG_OPTIONS:
@@ -150,14 +155,23 @@ def show_ignored(warnings: list[str]) -> None:
     st.text("\n".join(f"- {w}" for w in warnings))
 
 
-def sync_url(cfg: Config, run_id: str | None, extra: dict[str, str] | None = None,
-             page: str | None = None) -> None:
+def link_query(cfg: Config, run_id: str | None, extra: dict[str, str] | None = None,
+               page: str | None = None) -> dict[str, str]:
     q = to_query(cfg, page_base(page) if page else None)
     if run_id:
         q["run"] = run_id
     q.update(extra or {})
-    if dict(st.query_params) != q:
-        st.query_params.from_dict(q)
+    return q
+
+
+def sync_url(cfg: Config, run_id: str | None, extra: dict[str, str] | None = None,
+             page: str | None = None) -> None:
+    """Make the address bar the share link. Sent on every full run, even when st.query_params
+    already holds it: the server's copy is read from the browser only on a page change, so
+    once the browser missed one update (a rerun right after it: streamlit#7961) a compare
+    against it would never send again. The browser pushes no history entry for an unchanged
+    query string, so the repeat costs one small message."""
+    st.query_params.from_dict(link_query(cfg, run_id, extra, page))
 
 
 def page_url() -> str:
@@ -166,12 +180,9 @@ def page_url() -> str:
 
 def share_link(cfg: Config, run_id: str | None, extra: dict[str, str] | None = None,
                page: str | None = None) -> str:
-    base = page_url()
-    q = to_query(cfg, page_base(page) if page else None)
-    if run_id:
-        q["run"] = run_id
-    q.update(extra or {})
-    return base + ("?" + "&".join(f"{k}={v}" for k, v in q.items()) if q else "")
+    # encoded as Streamlit encodes the address bar's query string, so the two are equal
+    q = urllib.parse.urlencode(link_query(cfg, run_id, extra, page), doseq=True)
+    return page_url() + ("?" + q if q else "")
 
 
 def preset_buttons(container=st) -> None:
@@ -180,7 +191,7 @@ def preset_buttons(container=st) -> None:
     from bnviz.config import PRESET_LABELS
     for name, values in PRESETS.items():
         changes = ", ".join(
-            f"{LABELS.get(k, k)} → {CHOICE_LABELS.get(v, v) if isinstance(v, str) else v}"
+            f"{LABELS.get(k, k)} → {option_label(k, v) if isinstance(v, str) else v}"
             for k, v in values.items())
         help_ = (f"**{name}**: {PRESET_HELP[name]}.\n\nSets every control to its default"
                  + (f", then {changes}." if changes else "."))
@@ -194,8 +205,25 @@ STATUS_ICON = {"queued": "⏳", "running": "🏃", "finished": "✅", "stopped":
                "diverged": "💥", "failed": "❌", "interrupted": "⚠️"}
 
 
+def is_library_run(v) -> bool:
+    return v.info.get("source") == "library"
+
+
+def library_status(v) -> None:
+    """A results-library run, said to be one: it was trained elsewhere, so its speed is not
+    this server's and is not shown."""
+    where = v.info.get("machine") or "another machine"
+    st.success(f"📚 The results library's run of this configuration, seed {v.config.seed}: "
+               f"trained ahead of time by bnviz {v.info.get('bnviz_version', '?')} on {where}, "
+               f"not on this server. {reading.describe(v, speed=False)}")
+    st.caption(f"Data: {v.info.get('data')} · {v.info.get('n_params', 0):,} parameters · "
+               f"run `{v.run_id}` · press **▶ Train** to train it here")
+
+
 def status_line(v) -> None:
     icon = STATUS_ICON.get(v.status, "")
+    if is_library_run(v):
+        return library_status(v)
     if v.status == "queued" and v.position:
         st.info(f"{icon} Queued at position {v.position} — it starts when a worker is free.")
     elif v.status == "queued":  # a worker took it and is loading the data
@@ -271,14 +299,19 @@ def run_charts(v, key: str = "", background: list | None = None) -> None:
         snap_frame(), stat, rev)), key=f"affine{key}")
 
 
-def background_charts(runs: list) -> None:
-    """Before a run: the library's curves of this configuration, faded, where a run of it
-    should land."""
+def background_charts(runs: list, key: str = "") -> None:
+    """Before a run (and while it waits its turn): the library's curves of this
+    configuration, faded, where a run of it should land."""
     import pandas as pd
     c1, c2 = st.columns(2)
     empty = pd.DataFrame()
-    c1.plotly_chart(charts.loss_figure(empty, background=runs), key="bg_loss")
-    c2.plotly_chart(charts.accuracy_figure(empty, empty, background=runs), key="bg_acc")
+    c1.plotly_chart(_cached_figure(f"bg_loss{key}", tuple(r.run_id for r in runs),
+                                   lambda: charts.loss_figure(empty, background=runs)),
+                    key=f"bg_loss{key}")
+    c2.plotly_chart(_cached_figure(f"bg_acc{key}", tuple(r.run_id for r in runs),
+                                   lambda: charts.accuracy_figure(empty, empty,
+                                                                  background=runs)),
+                    key=f"bg_acc{key}")
 
 
 def placeholder_charts() -> None:
@@ -334,12 +367,16 @@ def live_run(run_id: str, key: str = "", background: list | None = None) -> None
             run_charts(v, key, background)
         elif v.active:
             st.caption("Waiting for the first iteration…")
+            if background:  # queued behind other runs: where this one should land
+                background_charts(background, key=f"wait{key}")
         if first.active and not v.active:
             st.rerun()  # one full rerun so the page stops polling and shows the final state
     panel()
 
 
 def submit(cfg: Config, reuse: bool = True) -> str | None:
+    """Queue `cfg` (or, with reuse, show a finished twin: this server's, else the results
+    library's). None, with the reason on the page, when refused."""
     try:
         run_id = manager().submit(cfg, session=session_id(), reuse=reuse)
     except JobRefused as e:
@@ -347,6 +384,20 @@ def submit(cfg: Config, reuse: bool = True) -> str | None:
         return None
     st.session_state.run_id = run_id
     return run_id
+
+
+def train(cfg: Config) -> tuple[str | None, bool]:
+    """▶ Train: train `cfg` here, unless this server already has it — finished (shown again:
+    the same seed gives the same run) or running for this session. Never the results
+    library's run instead: that is a separate button. Returns (run id, whether it was
+    already there)."""
+    mgr = manager()
+    own = mgr.find(cfg, library=False)
+    if own is not None and (own.status == "finished" or
+                            (own.active and mgr.owns(own.run_id, session_id()))):
+        st.session_state.run_id = own.run_id
+        return own.run_id, True
+    return submit(cfg, reuse=False), False
 
 
 def config_diff(a: Config, b: Config) -> dict:

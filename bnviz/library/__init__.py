@@ -3,7 +3,10 @@ default grid (bnviz.library.catalog), shipped as one SQLite file beside this mod
 
 It is a run store like the user's (same schema, same RunView), opened read-only; a runner
 looks in it after its own store, so a page draws a library run exactly like one trained a
-minute ago. `python -m bnviz library build` regenerates it, `... library check` verifies it.
+minute ago. `python -m bnviz library build` regenerates it, `... library check` verifies it
+(bnviz.library.build: presence and config ids; bnviz.library.prefix: the first steps of
+entries retrained bit for bit; bnviz.library.provenance: the commit and code it was built
+with).
 """
 from __future__ import annotations
 
@@ -142,11 +145,22 @@ def data_text(info: dict) -> str:
 
 
 def bnviz_version() -> str:
+    """This bnviz's version: the checkout's pyproject.toml when running from one (an editable
+    install's metadata keeps the version it was installed with until it is installed
+    again), else the installed package's. A library run keeps the version that made it; which
+    stored runs answer a config is decided by config equality (Library.find), never by it."""
+    import re
+    toml = Path(__file__).parents[2] / "pyproject.toml"
+    try:
+        text = toml.read_text()
+        if re.search(r'^name = "bnviz"$', text, re.M):
+            m = re.search(r'^version = "([^"]+)"', text, re.M)
+            if m:
+                return m.group(1)
+    except OSError:
+        pass  # an installed package: no pyproject.toml beside it
     try:
         from importlib.metadata import version
         return version("bnviz")
-    except Exception:  # running from a checkout that was never installed
-        import re
-        text = (Path(__file__).parents[2] / "pyproject.toml").read_text()
-        m = re.search(r'^version = "([^"]+)"', text, re.M)
-        return m.group(1) if m else "unknown"
+    except Exception:  # neither a checkout nor installed
+        return "unknown"

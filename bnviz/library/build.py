@@ -8,8 +8,15 @@ stopped build resumes where it stopped. The step series is averaged into at most
 points; evaluations and gamma/beta snapshots are kept whole.
 
 check: every question's default grid present with its seeds, every stored config valid and
-stored under the id today's code computes for it; with retrain, one entry chosen at random
-is trained again and must match its stored final numbers.
+stored under the id today's code computes for it; then the first PREFIX_STEPS steps of entries
+are trained again from their stored config and seed, exactly as the build trained them, and
+must give the stored step losses and batch accuracies bit for bit (bnviz.library.prefix):
+a change to the trainer, the init, the model or the data order fails it and names the entries.
+A seeded sample with at least one entry of every question by default, every entry with
+`every`; with retrain (`--full`), one entry chosen at random is also trained to the end and
+must match its stored final numbers. A build records the commit and the code fingerprint it
+was made with (bnviz.library.provenance); check reports a changed fingerprint as information,
+the retrained steps decide.
 """
 from __future__ import annotations
 
@@ -25,16 +32,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, TextIO
 
-import numpy as np
-
 from bnviz.config import Config, config_from_dict, validate
-from bnviz.library import (ENDED, LIBRARY_FILE, SOURCE, Library, bnviz_version, library_key,
-                           source_of)
+from bnviz.library import ENDED, LIBRARY_FILE, SOURCE, Library, bnviz_version, library_key
+from bnviz.library import prefix, provenance
+from bnviz.library.prefix import STEP_POINTS, downsample_steps
 from bnviz.library.catalog import QUESTIONS, Question
+from bnviz.runs import lookup
 from bnviz.runs.record import RunView
 from bnviz.runs.store import RunStore, StoreError, rekey_config_ids
 
-STEP_POINTS = 2400  # a 10-epoch run at batch 256 (2,350 steps) is kept whole
+PREFIX_STEPS = 20  # steps retrained per checked entry (a bucket of a small-batch run is more)
 MATCHED = ("train_loss", "train_acc", "test_acc_running", "test_acc_precise")
 TOLERANCE = 1e-6  # CPU training is bitwise repeatable per seed; this only absorbs printing
 
@@ -65,24 +72,15 @@ def plan(questions: Iterable[Question] = QUESTIONS) -> list[Entry]:
     return list(entries.values())
 
 
-def downsample_steps(steps: np.ndarray, points: int = STEP_POINTS) -> np.ndarray:
-    """At most `points` rows: loss and batch accuracy averaged over equal runs of steps,
-    each row at the iteration and epoch of its last step."""
-    n = len(steps)
-    if n <= points:
-        return steps.copy()
-    edges = np.linspace(0, n, points + 1).astype(int)
-    out = np.empty((points, steps.shape[1]))
-    for i, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
-        out[i, :2] = steps[b - 1, :2]
-        out[i, 2:] = steps[a:b, 2:].mean(axis=0)
-    return out
-
-
-def as_library_run(v: RunView, entry: Entry) -> RunView:
+def as_library_run(v: RunView, entry: Entry, trained_here: bool = True) -> RunView:
+    """`v` as the library keeps it; a run this build trained also keeps the commit and code
+    fingerprint it was trained with (one copied from the run store cannot know them)."""
     import torch
+    made = (dict(commit=provenance.commit(), code_fingerprint=provenance.fingerprint()["hash"])
+            if trained_here else dict(commit="unknown (copied from the user's run store)",
+                                      code_fingerprint=""))
     info = {**v.info, "source": SOURCE, "bnviz_version": bnviz_version(),
-            "torch_version": torch.__version__.split("+")[0],
+            "torch_version": torch.__version__.split("+")[0], **made,
             "machine": f"{platform.machine()}, {os.cpu_count()} cores",
             "answers": [list(a) for a in entry.answers],
             "steps_note": (f"training loss and batch accuracy averaged over runs of "
@@ -93,22 +91,12 @@ def as_library_run(v: RunView, entry: Entry) -> RunView:
                    steps=downsample_steps(v.steps))
 
 
-def train_one(cfg: Config) -> RunView:
-    """Train one run exactly as the library's were (one torch thread, the fast path when
-    built, the same listeners)."""
-    from bnviz.runs.jobs import new_run_id
-    from bnviz.runs.record import RunRecord
-    from bnviz.speed.lenet import training_kwargs
-    from bnviz.trainer import Trainer
-    import torch
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        rec = RunRecord(new_run_id(), cfg, session=SOURCE)
-        Trainer(cfg, [rec], **training_kwargs(cfg)).run()
-    finally:
-        torch.set_num_threads(before)
-    return rec.view()
+def train_one(cfg: Config, listeners=(), stop=None) -> RunView:
+    """Train one run exactly as the library's were: as every runner trains
+    (bnviz.runs.training: the fast path when built), with one torch thread."""
+    from bnviz.runs.training import train_record
+    with prefix.one_thread():
+        return train_record(cfg, SOURCE, listeners, stop).view()
 
 
 class Progress:
@@ -163,13 +151,12 @@ def build(path: Path = LIBRARY_FILE, questions: Iterable[Question] = QUESTIONS,
     lib = _writable(path)
     todo, present, copied = [], 0, 0
     for e in entries:
-        cid, seed, src = e.config.config_id(), e.config.seed, source_of(e.config)
-        if lib.find_finished(cid, seed, src, ENDED):
+        if lookup.in_store(lib, e.config, ENDED):
             present += 1
             continue
-        found = reuse.find_finished(cid, seed, src, ENDED) if reuse is not None else None
+        found = lookup.in_store(reuse, e.config, ENDED) if reuse is not None else None
         if found:
-            lib.save(as_library_run(reuse.load(found), e))
+            lib.save(as_library_run(reuse.load(found), e, trained_here=False))
             copied += 1
             continue
         todo.append(e)
@@ -196,6 +183,10 @@ def build(path: Path = LIBRARY_FILE, questions: Iterable[Question] = QUESTIONS,
                 bar.step(f"{e.name}: {v.status}, test acc "
                          f"{v.summary.get('test_acc', math.nan):.3f}",
                          max(0.0, left) / max(1, jobs))
+    c = lib._conn()
+    if copied or todo or not provenance.builds(c):
+        with lib._write_lock:
+            provenance.record(c, runs=len(entries), added=copied + len(todo))
     lib.close()
     _seal(path)
     return dict(runs=len(entries), present=present, copied=copied, trained=len(todo),
@@ -204,8 +195,11 @@ def build(path: Path = LIBRARY_FILE, questions: Iterable[Question] = QUESTIONS,
 
 def check(path: Path = LIBRARY_FILE, questions: Iterable[Question] = QUESTIONS,
           retrain: bool = False, rng: random.Random | None = None,
-          out: TextIO = sys.stdout) -> list[str]:
-    """Problems found (empty: the library answers today's code)."""
+          out: TextIO = sys.stdout, every: bool = False, steps: int = PREFIX_STEPS,
+          sample_seed: int | None = None) -> list[str]:
+    """Problems found (empty: the library answers today's code). The first `steps` steps of
+    a sample (seeded by `sample_seed`, else at random: at least one entry of every question)
+    or of `every` entry are retrained and compared; steps=0 retrains none."""
     try:
         lib = Library(path)
     except StoreError as e:
@@ -238,6 +232,16 @@ def check(path: Path = LIBRARY_FILE, questions: Iterable[Question] = QUESTIONS,
                         "configs and trains only what is missing)")
     print(f"library {path}: {len(lib)} runs, {path.stat().st_size / 1e6:.1f} MB; "
           f"{sum(len(q.points()) for q in questions)} question runs checked", file=out)
+    questions = tuple(questions)
+    print(provenance.report(lib.store._conn()), file=out)
+    if steps > 0:
+        entries = [e for e in plan(questions) if lib.get(e.config) is not None]
+        if not every:
+            seed = random.randrange(10**6) if sample_seed is None else sample_seed
+            entries = prefix.sample(entries, questions, random.Random(seed))
+            print(f"sample seed {seed} (`--sample-seed {seed}` checks the same entries; "
+                  f"`--all` checks every entry)", file=out)
+        problems += prefix.check_entries(lib, entries, steps, out)
     if retrain and not problems:
         problems += check_retrain(lib, questions, rng or random.Random(), out)
     return problems

@@ -1,21 +1,25 @@
-"""The questions the question pages open with: each page's default grid, in one list.
+"""The app's pages and the questions they answer, in one list.
 
-The library build trains (or reuses) exactly these runs, `library check` verifies them, the
-pages take their default controls from here, and the README's Findings are rendered from
-them, so the four can never disagree. A page's control values other than these defaults make
-a different question, which the library does not answer.
+A question is one entry: its id, its page, its title, the grid it runs (arms with ids), its
+default controls, how its runs are read (bnviz.readings) and its findings section. The menu
+(app.py) and the About page's table read PAGES; the library build trains (or reuses) exactly
+the questions' runs, `library check` verifies them, the pages take their default controls from
+here, and the README's Findings are rendered from them, so none of these can disagree. A
+page's control values other than these defaults make a different question, which the library
+does not answer. This module needs no torch (the About page and the menu import it).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Callable
 
+from bnviz import readings
 from bnviz.config import Config, validate
-from bnviz.experiments import (GridPoint, NORM_BATCH_SGD, ablation_grid, batch_size_grid,
-                               bias_grid, dataparallel_grid, fluctuation_grid, lr_grid,
-                               norm_batch_grid, presets_grid, with_seeds)
+from bnviz.experiments import (DEFAULT_SEEDS, GridPoint, NORM_BATCH_SGD, ablation_grid,
+                               batch_size_grid, bias_grid, dataparallel_grid, fluctuation_grid,
+                               lr_grid, norm_batch_grid, presets_grid, with_seeds)
 
-LIBRARY_SEEDS = 5  # paired seeds 0..4 per configuration
+LIBRARY_SEEDS = DEFAULT_SEEDS  # paired seeds 0..4 per configuration
 
 # Control defaults of the pages whose grids take more than the base config.
 LRS = (0.1, 1.0, 3.0, 10.0, 30.0)
@@ -46,26 +50,84 @@ def batch1_config(base: Config) -> Config:
 
 def batch1_points(base: Config) -> list[GridPoint]:
     one = batch1_config(base)
-    return [GridPoint("nn.BatchNorm1d at batch 1", one),
-            GridPoint("BN from scratch at batch 1", one.replace(norm="bn_scratch")),
+    return [GridPoint("nn.BatchNorm1d at batch 1", one, "bn_batch1"),
+            GridPoint("BN from scratch at batch 1", one.replace(norm="bn_scratch"),
+                      "scratch_batch1"),
             GridPoint("BN on the conv layers only, batch 1",
-                      one.replace(norm_fc1=False, norm_fc2=False, compare_eval=True))]
+                      one.replace(norm_fc1=False, norm_fc2=False, compare_eval=True),
+                      "conv_only_batch1")]
 
 
 def gamma_points(base: Config) -> list[GridPoint]:
-    return [GridPoint("gamma/beta learned", base.replace(freeze_affine=False)),
-            GridPoint("gamma/beta frozen", base.replace(freeze_affine=True))]
+    return [GridPoint("gamma/beta learned", base.replace(freeze_affine=False), "learned"),
+            GridPoint("gamma/beta frozen", base.replace(freeze_affine=True), "frozen")]
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of the app. Its id is its URL path ("" for the landing page) and the key of
+    its state everywhere (its controls restored from a link, its seeds control)."""
+    id: str
+    file: str  # under pages/
+    title: str
+    icon: str
+    answers: str  # what it answers, one line of the About page's table
+    section: str = "Questions, answered by experiment"
+
+
+APP = "bnviz"
+PAGES: tuple[Page, ...] = (
+    Page("", "home.py", "About bnviz", ":material/home:", "", APP),
+    Page("lab", "lab.py", "Live lab", ":material/science:",
+         "Train one model with any BN setup (batch size, which layers, before/after the "
+         "activation, dropout instead of BN, from-scratch BN, simulated devices) and watch "
+         "loss, train/test accuracy, test-accuracy fluctuation and the gamma/beta of every "
+         "layer as it trains.", APP),
+    Page("compare", "compare.py", "Compare runs", ":material/stacked_line_chart:",
+         "Overlay runs from this session, the run library or shared links; repeated seeds as "
+         "a band; config differences highlighted.", APP),
+    Page("batch-size", "batch_size.py", "Batch size (and batch size 1)", ":material/filter_1:",
+         "Test accuracy vs batch size for BN, GroupNorm, LayerNorm and no norm; why batch "
+         "size 1 teaches BN nothing, live; minibatch vs batch size."),
+    Page("inside", "inside_bn.py", "Inside a BN layer", ":material/layers:",
+         "One real batch through a conv and an FC BN layer: shapes, the axes averaged over "
+         "(N, H, W), how many values go into each mean, gamma/beta shapes."),
+    Page("fluctuation", "fluctuation.py", "Fluctuating test accuracy",
+         ":material/ssid_chart:",
+         "Why test accuracy jumps between epochs with BN: running statistics vs PreciseBN vs "
+         "batch statistics on the same run."),
+    Page("devices", "devices.py", "BN on several GPUs", ":material/memory:",
+         "Why the book's hand-written BN gets worse under DataParallel (its moving statistics "
+         "are updated on replicas and lost), beside what per-device statistics do — both "
+         "simulated exactly on one CPU."),
+    Page("bias", "bias.py", "Bias before BN", ":material/exposure_zero:",
+         "Dropping the bias of the layers that BN directly follows: {cancelled} parameters "
+         "fewer, identical weights, the same loss curve to float precision."),
+    Page("learning-rate", "learning_rate.py", "Learning rate", ":material/speed:",
+         "How high lr can go with and without BN before training fails."),
+    Page("ablation", "ablation.py", "Which BN layers matter?", ":material/grid_view:",
+         "d2l's ablation: all four BN layers, none, each one removed, pairs, and dropout in "
+         "place of the FC-layer BNs — one button, every configuration over paired seeds with "
+         "95% confidence intervals."),
+    Page("gamma-beta", "gamma_beta.py", "gamma and beta", ":material/tune:",
+         "How the learned scale and shift of every layer spread over training, and what "
+         "freezing them changes."),
+)
+PAGE = {p.id: p for p in PAGES}
 
 
 @dataclass(frozen=True)
 class Question:
     """One page's default question. `settings` are the knob values the page opens with where
     they differ from Config's defaults; the library's runs use the full Fashion-MNIST."""
-    key: str
-    page: str  # the page's key (its seeds control, its URL state)
+    key: str  # the question's id
+    page: str  # the id of the page that asks it (PAGES)
     title: str
-    make: Callable[[Config], list[GridPoint]]
-    settings: dict = field(default_factory=dict)
+    make: Callable[[Config], list[GridPoint]]  # the grid: arms with ids
+    settings: dict = field(default_factory=dict)  # default controls beyond Config's
+    read: Callable | None = None  # summary -> bnviz.readings.Reading
+    heading: str = ""  # its section of the README's Findings (scripts/findings.py)
+    cli: str = ""  # the command that answers it
     seeds: int = LIBRARY_SEEDS
 
     def base(self) -> Config:
@@ -74,30 +136,64 @@ class Question:
     def points(self, base: Config | None = None) -> list[GridPoint]:
         return with_seeds(self.make(base or self.base()), self.seeds)
 
+    def arm(self, arm: str, base: Config | None = None) -> GridPoint:
+        """The grid point with this arm id; KeyError when the grid has no such arm."""
+        for p in self.make(base or self.base()):
+            if p.arm == arm:
+                return p
+        raise KeyError(f"question {self.key!r} has no arm {arm!r}")
+
 
 QUESTIONS: tuple[Question, ...] = (
-    Question("presets", "lab", "d2l's three runs (the lab's presets)", presets_grid),
-    Question("ablation", "ablation", "Which BN layers matter?", ablation_grid),
-    Question("fluctuation", "fluct", "Fluctuating test accuracy", fluctuation_grid),
-    Question("gamma", "gamma", "gamma and beta: learned or frozen", gamma_points),
-    Question("lr", "lr", "Learning rate with and without BN", lambda b: lr_grid(b, LRS),
-             {"epochs": 2}),
-    Question("norm_batch", "batch", f"Examples per BN at SGD batch {NORM_BATCH_SGD}",
-             norm_batch_points, {"epochs": 2}),
-    Question("sgd_batch", "batch", "SGD batch size at a fixed number of examples seen",
-             sgd_batch_points, {"epochs": 2}),
-    Question("batch1", "batch", "Batch size 1", batch1_points),
-    Question("bias", "bias", "Bias before BN", bias_grid, {"epochs": 3}),
+    Question("presets", "lab", "d2l's three runs (the lab's presets)", presets_grid,
+             read=readings.presets, heading="Reproducing d2l",
+             cli="bnviz sweep presets --epochs 10 --seeds 5 --dataset full"),
+    Question("fluctuation", "fluctuation", "Fluctuating test accuracy", fluctuation_grid,
+             read=readings.fluctuation, heading="Fluctuating test accuracy (question 5)",
+             cli="bnviz sweep fluctuation --seeds 5"),
+    Question("ablation", "ablation", "Which BN layers matter?", ablation_grid,
+             read=readings.ablation, heading="Which BN layers matter (questions 9 and 10)",
+             cli="bnviz ablation --epochs 10 --seeds 5"),
+    Question("lr", "learning-rate", "Learning rate with and without BN",
+             lambda b: lr_grid(b, LRS), {"epochs": 2}, read=readings.lr,
+             heading="Learning rate (question 8)",
+             cli="bnviz sweep lr --epochs 2 --seeds 5 --values 0.1,1,3,10,30"),
+    Question("norm_batch", "batch-size", f"Examples per BN at SGD batch {NORM_BATCH_SGD}",
+             norm_batch_points, {"epochs": 2}, read=readings.norm_batch,
+             heading=f"Examples per BN at SGD batch {NORM_BATCH_SGD} (question 1; Group "
+                     "Normalization paper's question)",
+             cli="bnviz sweep norm_batch --epochs 2 --seeds 5"),
     Question("devices", "devices", "The book's BN on several devices", dataparallel_grid,
-             {"epochs": 3}),
+             {"epochs": 3}, read=readings.devices, heading="Several devices (question 6)",
+             cli="bnviz sweep dataparallel --epochs 3 --seeds 5"),
+    Question("bias", "bias", "Bias before BN", bias_grid, {"epochs": 3}, read=readings.bias,
+             heading="Bias before BN (question 7)", cli="bnviz sweep bias --epochs 3 --seeds 5"),
+    Question("gamma", "gamma-beta", "gamma and beta: learned or frozen", gamma_points,
+             read=readings.gamma,
+             heading="gamma and beta learned or frozen at 1 and 0 (d2l's exercise)",
+             cli="bnviz library show --only gamma"),
+    Question("sgd_batch", "batch-size", "SGD batch size at a fixed number of examples seen",
+             sgd_batch_points, {"epochs": 2}, read=readings.sgd_batch,
+             heading="SGD batch size at a fixed number of examples seen (lr 1.0 × batch / "
+                     "256, GroupNorm 2 groups)", cli="bnviz library show --only sgd_batch"),
+    Question("batch1", "batch-size", "Batch size 1", batch1_points, read=readings.batch1,
+             heading="Batch size 1 (the bundled subset, 2,000 images, lr 0.02, ReLU)",
+             cli="bnviz library show --only batch1"),
 )
 QUESTION = {q.key: q for q in QUESTIONS}
+assert all(q.page in PAGE for q in QUESTIONS), "a question names a page that PAGES lacks"
 
 
 def page_settings(page: str) -> dict:
     """The knob values a page opens with (beyond Config's defaults)."""
+    if page not in PAGE:
+        raise KeyError(f"unknown page {page!r}; pages: {', '.join(p.id for p in PAGES)}")
     out: dict = {}
     for q in QUESTIONS:
         if q.page == page:
             out.update(q.settings)
     return out
+
+
+def questions_of(page: str) -> list[Question]:
+    return [q for q in QUESTIONS if q.page == page]

@@ -10,12 +10,22 @@ def add_library_command(sub: argparse._SubParsersAction) -> None:
     lib = sub.add_parser("library", help="the shipped results library: build, check, show")
     lib.add_argument("action", choices=("build", "check", "show"),
                      help="build: train or copy what is missing (resumable); check: verify "
-                          "it against today's code; show: print every question's answer")
+                          "it against today's code (presence, config ids, and the first "
+                          "steps of entries retrained); show: print every question's answer")
     lib.add_argument("--path", help="library file (default: the one shipped in the package)")
     lib.add_argument("--jobs", type=int, default=2, help="build: runs trained at once")
     lib.add_argument("--only", help="comma-separated question keys (default: all)")
     lib.add_argument("--full", action="store_true",
-                     help="check: also retrain one entry chosen at random and compare")
+                     help="check: also retrain one entry chosen at random to the end and "
+                          "compare its final numbers")
+    lib.add_argument("--all", action="store_true", dest="every",
+                     help="check: retrain the first steps of every entry (default: a "
+                          "random sample with at least one entry of every question)")
+    lib.add_argument("--steps", type=int, default=None, metavar="K",
+                     help="check: steps retrained per entry and compared bit for bit "
+                          "(default 20; 0 checks presence and config ids only)")
+    lib.add_argument("--sample-seed", type=int, default=None, metavar="N",
+                     help="check: choose the sample with this seed (printed by every check)")
     lib.add_argument("--no-store", action="store_true",
                      help="build: do not copy runs from the run store")
     lib.set_defaults(func=run)
@@ -49,7 +59,12 @@ def run(args) -> int:
               f"{path.stat().st_size / 1e6:.1f} MB")
         return 0
     if args.action == "check":
-        problems = lb.check(path, questions, retrain=args.full)
+        steps = lb.PREFIX_STEPS if args.steps is None else args.steps
+        if steps < 0:
+            print("bnviz: --steps must be 0 or more", file=sys.stderr)
+            return 2
+        problems = lb.check(path, questions, retrain=args.full, every=args.every,
+                            steps=steps, sample_seed=args.sample_seed)
         for p in problems:
             print(p)
         print("library check: " + (f"{len(problems)} problem(s)" if problems else "ok"))

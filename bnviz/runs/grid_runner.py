@@ -6,14 +6,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from bnviz import data as data_mod
 from bnviz.experiments import GridPoint, result_row
+from bnviz.runs import lookup
 from bnviz.runs.results import runs_table, summarize
-from bnviz.runs.jobs import new_run_id
-from bnviz.runs.record import RunRecord
 from bnviz.runs.store import RunStore
-from bnviz.speed.lenet import training_kwargs
-from bnviz.trainer import Trainer
+from bnviz.runs.training import train_record
 
 
 def _init_worker(threads: int) -> None:
@@ -22,9 +19,7 @@ def _init_worker(threads: int) -> None:
 
 
 def _train(cfg) -> object:
-    rec = RunRecord(new_run_id(), cfg, session="cli")
-    Trainer(cfg, [rec], **training_kwargs(cfg)).run()
-    return rec.view()
+    return train_record(cfg, session="cli").view()
 
 
 def run_grid(points: list[GridPoint], store: RunStore | None, reuse: bool = True,
@@ -39,13 +34,11 @@ def run_grid(points: list[GridPoint], store: RunStore | None, reuse: bool = True
     for i, p in enumerate(points):
         if not reuse:
             break
-        found = store.find_finished(p.config.config_id(), p.config.seed,
-                                    data_mod.resolve_source(p.config.dataset)) \
-            if store is not None else None
-        if found:
-            stored[i] = store.load(found)
-        elif library is not None and (view := library.get(p.config)) is not None:
-            stored[i] = view  # the results library's run: what the pages show
+        found = lookup.find(p.config, store=store, library=library)
+        if found is not None:  # the library's run is what the pages show
+            view = (library if found.where == lookup.LIBRARY else store).load(found.run_id)
+            if view is not None:
+                stored[i] = view
     todo = [i for i in range(len(points)) if i not in stored]
     if jobs > 1 and len(todo) > 1:
         import multiprocessing

@@ -11,23 +11,28 @@ import dataclasses
 import logging
 import threading
 import time
-import uuid
 from typing import Callable, Iterable
 
 from bnviz import data as data_mod
 from bnviz.config import Config, validate
+from bnviz.runs import lookup
 from bnviz.runs.fair_queue import FairQueue
 from bnviz.runs.limits import JobRefused, Limits
 from bnviz.runs.record import ACTIVE, RunRecord, RunView
 from bnviz.runs.store import RunStore, StoreError
-from bnviz.speed.lenet import training_kwargs
-from bnviz.trainer import Trainer
+from bnviz.runs.training import new_run_id, train
 
 log = logging.getLogger("bnviz.runs.jobs")
 
 
-def new_run_id() -> str:
-    return uuid.uuid4().hex[:12]
+def _listed(rec: RunRecord) -> dict:
+    """A run in memory as RunStore.list_runs gives a stored one."""
+    with rec.lock:
+        return dict(run_id=rec.run_id, config_id=rec.config.config_id(), seed=rec.config.seed,
+                    config=rec.config.to_dict(), status=rec.status, reason=rec.reason,
+                    data_source=rec.info.get("data_source", ""),
+                    device=rec.info.get("device", ""), created=rec.created, ended=rec.ended,
+                    summary=dict(rec.summary))
 
 
 def _lane(rec: RunRecord) -> str:
@@ -164,37 +169,30 @@ class JobManager:
             twins = [r for r in self._jobs.values() if r.status == "finished"
                      and (r.config.config_id(), r.config.seed) == key
                      and r.info.get("data_source") == source]
-        if twins:
-            return max(twins, key=lambda r: r.created).run_id
-        found = None
-        if self.store is not None:
-            found = self._safe(lambda: self.store.find_finished(key[0], key[1], source))
-        if found is None and self.library is not None:
-            found = self.library.find(cfg)
-        return found
+        found = lookup.find(cfg, twins, self.store, self.library, guard=self._safe)
+        return found.run_id if found else None
 
     def find(self, cfg: Config, library: bool = True) -> RunView | None:
         """The newest run of exactly this config and seed: live in memory, else finished in
         the store, else (unless `library` is False) the results library's."""
         with self._cv:
             live = [r for r in self._jobs.values() if r.config == cfg]
-        if live:
-            return max(live, key=lambda r: r.created).view()
-        if self.store is not None:
-            found = self._safe(lambda: self.store.find_finished(
-                cfg.config_id(), cfg.seed, data_mod.resolve_source(cfg.dataset)))
-            if found:
-                return self.get(found)
-        if library and self.library is not None:
-            return self.library.get(cfg)
-        return None
+        found = lookup.find(cfg, live, self.store, self.library if library else None,
+                            guard=self._safe)
+        return self.get(found.run_id) if found else None
 
-    def active_run(self, session: str) -> str | None:
+    def list_runs(self, status: str | None = None, limit: int = 200) -> list[dict]:
+        """This server's runs, newest first, as the store lists them (metadata, no series):
+        those in memory with their live status (the store may not have their latest yet),
+        then the stored ones."""
         with self._cv:
-            for r in self._jobs.values():
-                if r.session == session and r.status in ACTIVE:
-                    return r.run_id
-        return None
+            live = {r.run_id: _listed(r) for r in self._jobs.values()}
+        rows = [d for d in live.values() if status is None or d["status"] == status]
+        if self.store is not None:
+            stored = self._safe(lambda: self.store.list_runs(status=status,
+                                                             limit=limit + len(live)))
+            rows += [d for d in stored or [] if d["run_id"] not in live]
+        return sorted(rows, key=lambda d: -d["created"])[:limit]
 
     def stats(self) -> dict[str, int]:
         with self._cv:
@@ -296,7 +294,7 @@ class JobManager:
     def _train(self, rec: RunRecord, listeners: list) -> None:
         """Train the run here, in this worker thread, feeding every event to `listeners`
         (bnviz.runs.ray_runner trains it on a Ray worker instead). rec.stop stops it."""
-        Trainer(rec.config, listeners, stop=rec.stop, **training_kwargs(rec.config)).run()
+        train(rec.config, listeners, stop=rec.stop)
 
     def _saved_before_ended(self, rec: RunRecord, saved: threading.Event):
         """The record as listener, except that a run's final state reaches the store before

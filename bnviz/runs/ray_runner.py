@@ -56,8 +56,7 @@ def _actor_class():
             return os.getpid()
 
         def train(self, run_id: str, cfg) -> str:
-            from bnviz.speed.lenet import training_kwargs
-            from bnviz.trainer import Trainer
+            from bnviz.runs.training import train
 
             def keep(e):
                 with self._cv:
@@ -67,7 +66,7 @@ def _actor_class():
                 self._events = []
                 stop = self._stops.setdefault(run_id, threading.Event())
             try:
-                Trainer(cfg, [keep], stop=stop, **training_kwargs(cfg)).run()
+                train(cfg, [keep], stop=stop)
             finally:
                 with self._cv:
                     self._stops.pop(run_id, None)

@@ -60,8 +60,9 @@ class RunView:
         import pandas as pd
         rows = []
         for e in self.evals:
-            row = {k: v for k, v in e.items() if k != "by_mode"}
+            row = {k: v for k, v in e.items() if k not in ("by_mode", "metrics")}
             row.update({f"acc_{m}": a for m, a in (e.get("by_mode") or {}).items()})
+            row.update(e.get("metrics") or {})  # the registry's probe metrics
             rows.append(row)
         cols = ["iteration", "epoch", "test_loss", "test_acc", "train_loss", "train_acc",
                 "eval_batch_acc", "train_mode_batch_acc"]
@@ -147,14 +148,3 @@ class RunRecord:
                            dict(self.summary), self._steps[:self._n].copy(), list(self.evals),
                            list(self.snapshots), list(self.epochs), self.version,
                            self.position)
-
-    @classmethod
-    def from_view(cls, v: RunView) -> "RunRecord":
-        r = cls(v.run_id, v.config, v.session)
-        r.status, r.reason, r.created, r.started, r.ended = (v.status, v.reason, v.created,
-                                                             v.started, v.ended)
-        r.info, r.summary = dict(v.info), dict(v.summary)
-        r._steps = v.steps.copy() if len(v.steps) else np.zeros((256, 4))
-        r._n = len(v.steps)
-        r.evals, r.snapshots, r.epochs = list(v.evals), list(v.snapshots), list(v.epochs)
-        return r

@@ -33,6 +33,9 @@ class Runner(Protocol):
       the library out (a page shows a live run beside the library's).
     - `cancel` with a session stops only that session's runs; it returns whether it did.
     - `owns` says whether a session may stop a run; every other session sees it read-only.
+    - `list_runs` lists this server's runs as RunStore.list_runs does (metadata dicts, newest
+      first, optionally of one status), live status for runs still training: pages list runs
+      through it, never through the store.
     - `stats` has at least queued, running, in_memory and workers.
     - `shutdown` stops every run and leaves no thread behind; later submits are refused.
     """
@@ -51,7 +54,7 @@ class Runner(Protocol):
 
     def owns(self, run_id: str, session: str) -> bool: ...
 
-    def active_run(self, session: str) -> str | None: ...
+    def list_runs(self, status: str | None = None, limit: int = 200) -> list[dict]: ...
 
     def stats(self) -> dict[str, int]: ...
 

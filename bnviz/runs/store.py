@@ -90,8 +90,24 @@ def _v2_non_default_ids(c: sqlite3.Connection) -> str:
     return f"config_id hashes non-default knobs; {rekey_config_ids(c)} runs re-keyed"
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], str]] = [_v1_tables, _v2_non_default_ids]
+def _v3_drop_label(c: sqlite3.Connection) -> str:
+    """runs.label goes: no version of bnviz ever wrote or read it."""
+    if "label" not in {r[1] for r in c.execute("PRAGMA table_info(runs)")}:
+        return "no runs.label to drop"
+    if sqlite3.sqlite_version_info < (3, 35, 0):  # DROP COLUMN came with SQLite 3.35
+        return (f"runs.label left in place: SQLite {sqlite3.sqlite_version} cannot drop a "
+                "column, and nothing reads it")
+    c.execute("ALTER TABLE runs DROP COLUMN label")
+    return "dropped runs.label (never written)"
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], str]] = [_v1_tables, _v2_non_default_ids,
+                                                         _v3_drop_label]
 SCHEMA_VERSION = len(MIGRATIONS)
+# A read-only file (the shipped results library) cannot be migrated, so it is read as it is
+# from this version on: what changed since only removed what nothing reads (v3: runs.label).
+# Raise it with a migration that changes what the reads see (a column they select, ids).
+READS_FROM = 2
 
 
 class StoreError(RuntimeError):
@@ -167,7 +183,8 @@ class RunStore:
                  readonly: bool = False):
         """`readonly` opens a file nobody writes while it is open (the shipped results
         library, perhaps in a read-only site-packages) as immutable: no lock, no journal,
-        no migration; a file of another schema version is refused with the reason."""
+        no migration; a file of a version outside READS_FROM..SCHEMA_VERSION is refused with
+        the reason."""
         self.path = Path(path) if path else default_path()
         self.timeout = timeout  # seconds a write waits for another program's lock
         self.readonly = readonly
@@ -178,10 +195,11 @@ class RunStore:
                 if not self.path.is_file():
                     raise StoreError(f"{self.path} does not exist")
                 version = self._conn().execute("PRAGMA user_version").fetchone()[0]
-                if version != SCHEMA_VERSION:
+                if not READS_FROM <= version <= SCHEMA_VERSION:
                     raise StoreError(
                         f"{self.path} has schema version {version}, this bnviz reads "
-                        f"{SCHEMA_VERSION}; rebuild it (python -m bnviz library build)")
+                        f"{READS_FROM} to {SCHEMA_VERSION} read-only; rebuild it "
+                        "(python -m bnviz library build)")
                 return
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._write_lock:
@@ -289,10 +307,6 @@ class RunStore:
                     raise
         except sqlite3.Error as e:
             raise StoreError(self._explain(e)) from e
-
-    def set_status(self, run_id: str, status: str, reason: str = "") -> None:
-        self._write("UPDATE runs SET status=?, reason=?, owner=? WHERE run_id=?",
-                    (status, reason, owner_tag(), run_id))
 
     def mark_interrupted(self) -> int:
         """Runs left queued/running by a process that no longer exists become 'interrupted'."""

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from bnviz.config import Config
-from bnviz.model import build_seeded
+from bnviz.model import build_lenet
 from bnviz.speed import fused
 from bnviz.speed.perf import tune_allocator
 
@@ -101,7 +101,7 @@ def accelerate(net: nn.Sequential) -> nn.Sequential:
 
 
 def build_fast(cfg: Config, seed: int | None = None) -> nn.Sequential:
-    return accelerate(build_seeded(cfg, seed))
+    return accelerate(build_lenet(cfg, seed))
 
 
 def training_setup(device: str | torch.device = "cpu"
