@@ -1,5 +1,6 @@
 """Normalisation layers: d2l's BatchNorm from scratch, the book's own module, ghost
-(per-device) BN, and a factory."""
+(per-device) BN; one factory per norm kind (named by its entry in bnviz/norm_kinds.py) and
+make_norm, which builds any registered kind."""
 from __future__ import annotations
 
 import torch

@@ -14,7 +14,8 @@ from bnviz import data as data_mod
 from bnviz.config import Config
 from bnviz.evaluation import evaluate, kept_buffers, mode
 from bnviz.events import BNSnapshot, EpochEnd, Evaluation, RunEnded, RunStarted, Step
-from bnviz.metrics import EVAL_MODES, FINAL_MODES, MetricContext, probes, summary_defaults
+from bnviz.metrics import (EVAL_MODES, FINAL_MODES, MetricContext, eval_fields, probes,
+                           summary_defaults)
 from bnviz.model import (build_lenet, count_params, has_running_stats, norm_layers,
                          running_stats, scale_shift)
 from bnviz.schedule import epoch_plan, probe_size
@@ -270,10 +271,12 @@ class Trainer:
             with kept_buffers(net):
                 measured[m.id] = float(m.probe(MetricContext(net, cfg, ds, it, batch)))
             net.train()
-        self.summary.update(train_loss=train_loss, train_acc=train_acc, test_acc=test_acc,
-                            test_loss=test_loss, **measured)
-        self.emit(Evaluation(it, epoch, test_loss, test_acc, train_loss, train_acc, eval_batch,
-                             train_batch, {k: v[1] for k, v in by_mode.items()}, measured))
+        ev = Evaluation(it, epoch, test_loss, test_acc, train_loss, train_acc, eval_batch,
+                        train_batch, {k: v[1] for k, v in by_mode.items()}, measured)
+        # The summary keeps the last value of every metric an evaluation carries (the
+        # registry says which), so the two cannot disagree.
+        self.summary.update({m: getattr(ev, m) for m in eval_fields()}, **measured)
+        self.emit(ev)
 
 
 def train(cfg: Config, listeners: Iterable[Listener] = (), **kw) -> dict:

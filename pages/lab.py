@@ -85,7 +85,7 @@ background = lib.seeds_of(cfg) if lib is not None and not problems else []
 c_train, c_stop, c_again, c_lib, c_link = st.columns([1, 1, 1.3, 1.9, 3.3])
 if c_train.button("▶ Train", type="primary", width="stretch",
                   disabled=bool(problems)):
-    new, there = ui.train(cfg)  # trains here; the library's run is the 📚 button's
+    new, there = ui.train(cfg)  # trains here; the library's run is its own button's
     if new:
         v = mgr.get(new)
         if there and v is not None and v.status == "finished":
@@ -103,17 +103,18 @@ if view is not None and view.status == "finished" and answers(view.config, cfg) 
         not ui.is_library_run(view) and c_again.button("↻ Train again", width="stretch"):
     run_id = ui.submit(cfg, reuse=False)
     view = mgr.get(run_id) if run_id else view
-# The library's finished runs of these controls, on request only: ▶ Train always trains.
-showing_lib = view is not None and ui.is_library_run(view) and answers(view.config, cfg)
-if background and not showing_lib and c_lib.button(
-        f"📚 Library's {len(background)} seeds", width="stretch",
+# Where the library answers the controls (this seed too), its run on request only: ▶ Train
+# always trains. (An icon, not an emoji: a browser without an emoji font draws a box.)
+answer = lib.find(cfg) if background else None
+if answer and answer != (view.run_id if view else None) and c_lib.button(
+        f"Library's {len(background)} seeds", icon=":material/library_books:",
+        width="stretch",
         disabled=bool(view and view.active),
-        help=f"Show the results library's {len(background)} finished seeds of this "
-             "configuration, trained ahead of time on another machine: the reading, all "
-             "the charts and the downloads of its run of this seed (or its first seed), "
-             "the other seeds faded. Nothing is trained."
+        help=f"Show the results library's run of these controls (seed {cfg.seed}), trained "
+             "ahead of time on another machine: its reading, all the charts and the downloads, "
+             f"with its {len(background)} seeds faded. Nothing is trained."
              + (" Stop the run first." if view and view.active else "")):
-    st.session_state.run_id = (lib.get(cfg) or background[0]).run_id
+    st.session_state.run_id = answer
     st.rerun()  # drawn from the top as the run shown, without this button
 
 # a results-library run answers the controls' config (its dataset "full" for "auto")
@@ -135,8 +136,8 @@ if view is None:
     st.info("Choose a configuration on the left (or a preset) and press **▶ Train** to train "
             "it here and watch it learn. The defaults are d2l's LeNet-BN; on the bundled "
             "subset a run takes seconds."
-            + (" **📚** shows the results library's finished seeds of it instead."
-               if background else ""))
+            + (f" **Library's {len(background)} seeds** shows the results library's finished "
+               "runs of it instead." if background else ""))
     if background:
         ui.background_charts(background)
     else:

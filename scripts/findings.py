@@ -132,11 +132,6 @@ def section_lr(q, s, runs, out) -> str:
                      + [f"- {readings.lr_text(limit)}" for limit in limits])
 
 
-def section_norm_batch(q, s, runs, out) -> str:
-    return "\n".join([heading(q, runs), "", pairs_table(s), ""]
-                     + bullets(readings.norm_batch(s, "test_acc_precise")))
-
-
 def section_devices(q, s, runs, out) -> str:
     reading = readings.devices(s)
     text = [heading(q, runs), "", pairs_table(s), ""] + bullets(reading)
@@ -181,10 +176,6 @@ def section_bias(q, s, runs, out) -> str:
     return "\n".join(text)
 
 
-def section_gamma(q, s, runs, out) -> str:
-    return "\n".join([heading(q, runs), "", pairs_table(s), ""] + bullets(readings.gamma(s)))
-
-
 def section_sgd_batch(q, s, runs, out) -> str:
     reading = readings.sgd_batch(s)
     return "\n".join([heading(q, runs), "", sweep_table(s, "batch_size", "SGD batch"), ""]
@@ -198,10 +189,18 @@ def section_batch1(q, s, runs, out) -> str:
     return "\n".join(text)
 
 
+def section_generic(q, s, runs, out) -> str:
+    """A question with no renderer of its own: the per-configuration table and its reading's
+    comparisons (a question with no reading is an error: the README says nothing unread)."""
+    if q.read is None:
+        raise SystemExit(f"findings: question {q.key!r} has neither a reading nor a renderer")
+    return "\n".join([heading(q, runs), "", pairs_table(s), ""] + bullets(q.read(s)))
+
+
+# Questions whose section needs more than the generic table and comparisons.
 SECTIONS = {"fluctuation": section_fluctuation, "ablation": section_ablation,
-            "lr": section_lr, "norm_batch": section_norm_batch, "devices": section_devices,
-            "bias": section_bias, "gamma": section_gamma, "sgd_batch": section_sgd_batch,
-            "batch1": section_batch1}
+            "lr": section_lr, "devices": section_devices, "bias": section_bias,
+            "sgd_batch": section_sgd_batch, "batch1": section_batch1}
 D2L = "presets"  # rendered as the "Reproducing d2l" table
 
 D2L_REFERENCE = {  # d2l zh edition, PyTorch, 10 epochs: train loss, train acc, test acc
@@ -266,7 +265,7 @@ def render(out: Path) -> str:
         if s is None:
             parts.append(f"*(`{q.key}` not measured yet: run `scripts/findings.sh`.)*")
         else:
-            parts.append(SECTIONS[q.key](q, s, runs, out))
+            parts.append(SECTIONS.get(q.key, section_generic)(q, s, runs, out))
     return "\n\n".join(parts)
 
 

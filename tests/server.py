@@ -1,4 +1,5 @@
-"""Start `streamlit run app.py` on a free loopback port for browser tests and screenshots."""
+"""Start `streamlit run app.py` on a free loopback port for browser tests, benchmarks and
+screenshots, and read what a Playwright page shows (chart points, the address bar)."""
 import contextlib
 import os
 import socket
@@ -71,3 +72,54 @@ def serve(db: Path, env: dict | None = None, port: int | None = None):
             p.kill()
             p.wait()
         log.close()
+
+
+# plotly sends numpy/pandas columns as {dtype, bdata} (base64), lists as lists
+_COUNT_JS = """
+  const size = {f8: 8, f4: 4, i8: 8, i4: 4, u4: 4, i2: 2, u2: 2, i1: 1, u1: 1};
+  const count = x => !x ? 0 : (x.bdata !== undefined ? atob(x.bdata).length / (size[x.dtype] || 8)
+                                                      : (x.length || 0));
+  const charts = Array.from(document.querySelectorAll('.js-plotly-plot'));"""
+POINTS_JS = """() => {""" + _COUNT_JS + """
+  return charts.map(g => (g.data || []).reduce((n, t) => n + count(t.x), 0));
+}"""
+# per chart: [faded traces (the results library's seeds), points of every other trace]
+LIVE_JS = """() => {""" + _COUNT_JS + """
+  return charts.map(g => [
+    (g.data || []).filter(t => t.legendgroup === 'background').length,
+    (g.data || []).filter(t => t.legendgroup !== 'background')
+                  .reduce((n, t) => n + count(t.x), 0)]);
+}"""
+
+
+def chart_points(page) -> list[int]:
+    """Points per chart on the page."""
+    return page.evaluate(POINTS_JS)
+
+
+# the training-loss chart's points, leaving out the faded library seeds: the largest count
+# over the charts so titled (while a rerun draws, the old chart can still be on the page)
+LOSS_JS = """() => {""" + _COUNT_JS + """
+  return Math.max(0, ...charts
+    .filter(g => ((g.layout || {}).title || {}).text?.includes('Training loss'))
+    .map(g => (g.data || []).filter(t => t.legendgroup !== 'background')
+                            .reduce((n, t) => n + count(t.x), 0)));
+}"""
+
+
+def loss_points(page) -> int:
+    return page.evaluate(LOSS_JS)
+
+
+def faded_and_live(page) -> list[list[int]]:
+    return page.evaluate(LIVE_JS)
+
+
+def live_points(page) -> int:
+    return sum(live for _, live in faded_and_live(page))
+
+
+def address(page) -> str:
+    """The address bar now (page.url is Playwright's cached copy, updated only while it
+    handles events)."""
+    return page.evaluate("location.href")

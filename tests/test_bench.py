@@ -68,3 +68,16 @@ def test_ray_overhead_benchmark_runs(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(out.read_text())
     assert len(res["ray_s"]) == len(res["jobmanager_s"]) == 1 and res["ratio"] > 0
+
+
+def test_lab_latency_tiny_times_train_to_the_first_point_of_a_trained_run(tmp_path):
+    """benchmarks/lab_latency.py --tiny: one run in Chromium, timed from ▶ Train to the
+    first point of the run it trains (it exits non-zero when no point came)."""
+    out = tmp_path / "lab.json"
+    r = subprocess.run([sys.executable, "benchmarks/lab_latency.py", "--tiny", "--out",
+                        str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(out.read_text())
+    assert len(res["first_point_s"]) == 1 and 0 < res["first_point_s"][0] < 60
+    assert res["page_examples_per_sec"][0] > 0 and res["cli_examples_per_sec"] > 0
+    assert res["rss_after_runs_mb"] > 0

@@ -4,44 +4,10 @@ import time
 
 import pytest
 
-from tests.server import serve
+from tests.server import (address, chart_points, faded_and_live, live_points, loss_points,
+                          serve)
 
 pytestmark = pytest.mark.slow  # a real browser against a real server
-
-# Points per chart; plotly sends numpy/pandas columns as {dtype, bdata} (base64), lists as lists.
-POINTS_JS = """() => {
-  const size = {f8: 8, f4: 4, i8: 8, i4: 4, u4: 4, i2: 2, u2: 2, i1: 1, u1: 1};
-  const count = x => !x ? 0 : (x.bdata !== undefined ? atob(x.bdata).length / (size[x.dtype] || 8)
-                                                      : (x.length || 0));
-  return Array.from(document.querySelectorAll('.js-plotly-plot'))
-    .map(g => (g.data || []).reduce((n, t) => n + count(t.x), 0));
-}"""
-
-
-def chart_points(page) -> list[int]:
-    return page.evaluate(POINTS_JS)
-
-
-# Per chart: [faded traces (the results library's seeds), points of every other trace].
-LIVE_JS = POINTS_JS.replace("(g.data || []).reduce((n, t) => n + count(t.x), 0)", """[
-      (g.data || []).filter(t => t.legendgroup === 'background').length,
-      (g.data || []).filter(t => t.legendgroup !== 'background')
-                    .reduce((n, t) => n + count(t.x), 0)]""")
-
-
-def faded_and_live(page) -> list[list[int]]:
-    return page.evaluate(LIVE_JS)
-
-
-def live_points(page) -> int:
-    return sum(live for _, live in faded_and_live(page))
-
-
-def address(page) -> str:
-    """The address bar now (page.url is Playwright's cached copy, updated only while it
-    handles events)."""
-    return page.evaluate("location.href")
-
 
 def share_box(page) -> str:
     """The share-link box's text, once the page shows one box (a rerun briefly keeps the old
@@ -151,12 +117,12 @@ def test_default_lab_trains_live_stops_and_the_address_bar_is_the_share_link(tmp
         assert live_points(page) == 0  # nothing of this server's yet: only the library, faded
         page.get_by_role("button", name="▶ Train").click()
         t_click = time.time()
-        first = wait_until(lambda: live_points(page), timeout=30)
+        first = wait_until(lambda: loss_points(page), timeout=30)
         t_first = time.time() - t_click
         page.wait_for_timeout(2000)
-        second = live_points(page)
+        second = loss_points(page)
         page.wait_for_timeout(2000)
-        third = live_points(page)
+        third = loss_points(page)
         assert first < second < third, (first, second, third)  # growing while it trains
         assert faded_and_live(page)[0][0] == 5  # the library's seeds still behind the loss
         assert page.get_by_role("button", name="■ Stop").is_enabled()
@@ -168,9 +134,9 @@ def test_default_lab_trains_live_stops_and_the_address_bar_is_the_share_link(tmp
         page.get_by_role("button", name="■ Stop").click()
         page.get_by_text("Stopped").first.wait_for(timeout=30000)
         # the final full rerun replaces the charts once: count once that is done
-        frozen = settled(lambda: live_points(page))
+        frozen = settled(lambda: loss_points(page))
         page.wait_for_timeout(2500)
-        assert live_points(page) == frozen  # Stop stopped the growth
+        assert loss_points(page) == frozen  # Stop stopped the growth
         assert not page.get_by_role("button", name="■ Stop").is_enabled()
         assert address_is_share_link(page) == link  # the same run, the same link
         ctx.close()
@@ -178,11 +144,11 @@ def test_default_lab_trains_live_stops_and_the_address_bar_is_the_share_link(tmp
         p2 = fresh.new_page()
         p2.goto(link)
         p2.get_by_text("Stopped").first.wait_for(timeout=30000)
-        wait_until(lambda: live_points(p2) == frozen, timeout=20)
+        wait_until(lambda: loss_points(p2) == frozen, timeout=20)
         assert link.split("run=")[1][:12] in p2.content()
         assert address_is_share_link(p2) == link
         fresh.close()
-        print(f"\ndefault config: first point {t_first:.2f} s after Train; live points "
+        print(f"\ndefault config: first point {t_first:.2f} s after Train; loss points "
               f"{first}, {second}, {third} at 0, 2, 4 s; {frozen} when stopped")
 
 

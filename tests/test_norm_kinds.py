@@ -65,6 +65,7 @@ def test_an_unregistered_kind_is_refused_again(toy):
         norm_kinds.register(toy)
 
 
+@pytest.mark.slow  # a training run or a page script run: seconds
 def test_toy_trains_and_round_trips_the_store(toy, tmp_path):
     from bnviz.runs.record import RunRecord
     from bnviz.runs.store import RunStore
@@ -89,6 +90,7 @@ def test_toy_trains_and_round_trips_the_store(toy, tmp_path):
     assert store.find_finished(cfg.config_id(), cfg.seed) is not None
 
 
+@pytest.mark.slow  # a training run or a page script run: seconds
 def test_toy_is_a_lab_option_and_a_link_opens_it(toy):
     at = open_page("lab", {"norm": "toy"})
     assert not at.exception
@@ -97,6 +99,7 @@ def test_toy_is_a_lab_option_and_a_link_opens_it(toy):
     assert not [w.value for w in at.warning if "norm" in w.value]
 
 
+@pytest.mark.slow  # a training run or a page script run: seconds
 def test_toy_is_a_compare_filter_entry(toy):
     at = open_page("compare")
     assert not at.exception
@@ -104,6 +107,7 @@ def test_toy_is_a_compare_filter_entry(toy):
     assert "Toy (mean only)" in box.options and "BN (book)" in box.options
 
 
+@pytest.mark.slow  # a training run or a page script run: seconds
 def test_toy_is_an_inside_page_option_shown_as_itself(toy):
     at = open_page("inside_bn", {"norm": "toy", "dataset": "subset"})
     assert not at.exception

@@ -209,21 +209,20 @@ def is_library_run(v) -> bool:
     return v.info.get("source") == "library"
 
 
-def library_status(v) -> None:
-    """A results-library run, said to be one: it was trained elsewhere, so its speed is not
-    this server's and is not shown."""
-    where = v.info.get("machine") or "another machine"
-    st.success(f"📚 The results library's run of this configuration, seed {v.config.seed}: "
-               f"trained ahead of time by bnviz {v.info.get('bnviz_version', '?')} on {where}, "
-               f"not on this server. {reading.describe(v, speed=False)}")
-    st.caption(f"Data: {v.info.get('data')} · {v.info.get('n_params', 0):,} parameters · "
-               f"run `{v.run_id}` · press **▶ Train** to train it here")
+def library_note(v) -> str:
+    machine = v.info.get("machine")
+    return (f":material/library_books: The results library's run of this configuration, "
+            f"seed {v.config.seed}, "
+            f"trained ahead of time by bnviz {v.info.get('bnviz_version', '?')} on another "
+            f"machine{f' ({machine})' if machine else ''}, not on this server.")
 
 
 def status_line(v) -> None:
+    """A run's state in one line. A results-library run says it is one, and leaves out its
+    examples/s: that speed was measured on another machine, not this server's."""
     icon = STATUS_ICON.get(v.status, "")
-    if is_library_run(v):
-        return library_status(v)
+    lib = is_library_run(v)
+    note = f" {library_note(v)}" if lib else ""
     if v.status == "queued" and v.position:
         st.info(f"{icon} Queued at position {v.position} — it starts when a worker is free.")
     elif v.status == "queued":  # a worker took it and is loading the data
@@ -236,13 +235,14 @@ def status_line(v) -> None:
                          f"/{v.config.epochs}, iteration {p['done']:,}/{p['total']:,}, "
                          f"{p['examples_per_sec']:,.0f} examples/s{eta}")
     elif v.status == "finished":
-        st.success(f"{icon} Finished. {reading.describe(v)}")
+        st.success(f"{icon} Finished.{note} {reading.describe(v, speed=not lib)}")
     elif v.status in ("diverged", "failed", "interrupted"):
-        st.error(f"{icon} {v.status.capitalize()}: {v.reason}")
+        st.error(f"{icon} {v.status.capitalize()}: {v.reason}{note}")
     else:
-        st.warning(f"{icon} {v.status.capitalize()}. {reading.describe(v)}")
+        st.warning(f"{icon} {v.status.capitalize()}.{note} {reading.describe(v, speed=not lib)}")
     if v.info:
-        st.caption(f"Data: {v.info.get('data')} · device {v.info.get('device')} · "
+        where = "press **▶ Train** to train it here" if lib else f"device {v.info.get('device')}"
+        st.caption(f"Data: {v.info.get('data')} · {where} · "
                    f"{v.info.get('n_params', 0):,} parameters · run `{v.run_id}`")
 
 

@@ -2,14 +2,14 @@
 
 A run keeps its training loss and batch accuracy per step, averaged into at most STEP_POINTS
 rows (equal runs of steps, "buckets") when it has more steps; a 10-epoch run at batch 256 is
-kept whole (runs built before the limit was 2,400 kept 400 points: the check reads the
-bucket size from each series). The check trains the first steps of an entry again from its stored config and seed,
-exactly as the build trained it (bnviz.runs.training, one torch thread, on the CPU), and asks
-for the stored rows bit for bit: the first `k` steps of a run kept whole, or the whole buckets
-that the first `k` steps reach of a downsampled one (averaged by the same code as the build,
-so a bucket's mean is the same float). A run that ended (diverged, failed) before `k` steps
-must end the same way after the same steps. The loss is a float32 on the device and the store
-keeps float32, so equal means equal, not close.
+kept whole (75 shipped runs, from an earlier build, keep 400 points: the check reads each
+series' bucket size from the series itself). The check trains the first steps of an entry
+again from its stored config and seed, exactly as the build trained it (bnviz.runs.training,
+one torch thread, on the CPU), and asks for the stored rows bit for bit: the first `k` steps
+of a run kept whole, or the whole buckets that the first `k` steps reach of a downsampled one
+(averaged by the same code as the build, so a bucket's mean is the same float). A run that
+ended (diverged, failed) before `k` steps must end the same way after the same steps. The loss
+is a float32 on the device and the store keeps float32, so equal means equal, not close.
 """
 from __future__ import annotations
 
@@ -63,8 +63,8 @@ def one_thread():
 
 def stored_edges(stored: np.ndarray) -> np.ndarray | None:
     """The bucket edges a stored series was averaged with (None: kept whole). Read from the
-    series itself: earlier builds kept 400 points, today's keep STEP_POINTS, and each row sits
-    at its bucket's last iteration (iterations run 1..n)."""
+    series itself (an earlier build kept 400 points, today's keeps STEP_POINTS): each row sits
+    at its bucket's last iteration, and iterations run 1..n."""
     n = int(stored[-1, 0]) if len(stored) else 0
     return bucket_edges(n, len(stored)) if n > len(stored) else None
 
@@ -136,10 +136,10 @@ def compare(name: str, stored, fresh, k: int) -> str | None:
     i = int(bad[0])
     what = f"bucket {i + 1} (steps up to {int(theirs[i, 0])})" if bucketed \
         else f"step {int(theirs[i, 0])}"
-    return (f"stale numbers: {name}: {len(bad)} of {rows} {'bucket means' if bucketed else 'steps'} "
-            f"differ; first at {what}: loss stored {theirs[i, 2]:.9g}, retrained "
-            f"{mine[i, 2]:.9g}; batch acc stored {theirs[i, 3]:.9g}, retrained "
-            f"{mine[i, 3]:.9g}")
+    unit = "bucket means" if bucketed else "steps"
+    return (f"stale numbers: {name}: {len(bad)} of {rows} {unit} differ; first at {what}: "
+            f"loss stored {theirs[i, 2]:.9g}, retrained {mine[i, 2]:.9g}; batch acc stored "
+            f"{theirs[i, 3]:.9g}, retrained {mine[i, 3]:.9g}")
 
 
 def sample(entries: list, questions: Iterable, rng: random.Random) -> list:

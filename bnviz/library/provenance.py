@@ -93,13 +93,12 @@ def report(c: sqlite3.Connection) -> str:
              f"{last['bnviz_version']}, code fingerprint {last['fingerprint']}"]
     if last["note"]:
         lines.append(f"  note: {last['note']}")
-    now = fingerprint()
-    if now["hash"] == last["fingerprint"]:
+    now, then = fingerprint(), json.loads(last["files"])
+    changed = sorted(p for p in set(then) | set(now["files"])
+                     if then.get(p) != now["files"].get(p))
+    if not changed:
         lines.append("  today's code has the same fingerprint")
     else:
-        then = json.loads(last["files"])
-        changed = sorted(p for p in set(then) | set(now["files"])
-                         if then.get(p) != now["files"].get(p))
         lines.append(f"  today's fingerprint is {now['hash']}: changed since "
                      f"{', '.join(changed)} (information only: the retrained steps decide "
                      "whether the stored numbers still hold)")
