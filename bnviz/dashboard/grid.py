@@ -216,13 +216,15 @@ def grid_panel(points: list[GridPoint], key: str, chart=charts.grid_bar_figure) 
                               or t.status.isin(["queued"]).any()):
             st.progress(min(1.0, (done + frac) / len(t)), text=f"{done} of {len(t)} runs done{now}")
         note = t.attrs.get("library_note")
-        missing = int((t.status == "not run").sum())
+        asked = t[~t.arm.str.endswith(HERE_ARM)]  # the grid's own runs, not the extra rows
+        missing = int((asked.status == "not run").sum())
         if note:
             st.caption(note)
             if missing:
-                st.info(f"The results library holds {len(t) - missing} of these {len(t)} "
-                        f"runs; press **Run** to train the other {missing} here.")
-        elif missing == len(t):
+                held = int((asked.source == "library").sum())
+                st.info(f"The results library holds {held} of these {len(asked)} runs; press "
+                        f"**Run** to train the other {missing} here.")
+        elif missing == len(asked):
             st.info(no_answer_text(points))
         st.plotly_chart(chart(t, revision=key), key=f"chart_{key}")
         summary = summarize(t)
