@@ -1,7 +1,7 @@
 """The lab's one-line reading says what the run's numbers show, and only that."""
 from bnviz.config import make_config
 from bnviz.events import RunEnded
-from bnviz.dashboard.reading import describe
+from bnviz.readings import one_run as describe
 from bnviz.runs.record import RunRecord
 
 

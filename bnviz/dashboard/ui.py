@@ -14,7 +14,7 @@ import streamlit as st
 
 from bnviz.dashboard import charts
 
-from bnviz.dashboard import reading
+from bnviz import readings
 from bnviz import norm_kinds
 from bnviz.config import (KNOB, KNOBS, PRESET_HELP, PRESETS, Config, from_query, parse_config,
                      to_query)
@@ -235,11 +235,11 @@ def status_line(v) -> None:
                          f"/{v.config.epochs}, iteration {p['done']:,}/{p['total']:,}, "
                          f"{p['examples_per_sec']:,.0f} examples/s{eta}")
     elif v.status == "finished":
-        st.success(f"{icon} Finished.{note} {reading.describe(v, speed=not lib)}")
+        st.success(f"{icon} Finished.{note} {readings.one_run(v, speed=not lib)}")
     elif v.status in ("diverged", "failed", "interrupted"):
         st.error(f"{icon} {v.status.capitalize()}: {v.reason}{note}")
     else:
-        st.warning(f"{icon} {v.status.capitalize()}.{note} {reading.describe(v, speed=not lib)}")
+        st.warning(f"{icon} {v.status.capitalize()}.{note} {readings.one_run(v, speed=not lib)}")
     if v.info:
         where = "press **▶ Train** to train it here" if lib else f"device {v.info.get('device')}"
         st.caption(f"Data: {v.info.get('data')} · {where} · "
