@@ -324,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
         g.set_defaults(func=cmd_grid)
     from bnviz.library.command import add_library_command
     add_library_command(sub)
+    from bnviz.check_bn import add_check_bn_command
+    add_check_bn_command(sub)
     return p
 
 
