@@ -57,7 +57,8 @@ class Config:
     dropout_p: float = knob(0.5, "dropout probability when dropout_fc is on", lo=0.0, hi=0.95,
                             group="model")
     bias: bool = knob(True, "keep every bias; off: drop the bias of a conv/linear layer that a "
-                      "BatchNorm (or InstanceNorm at conv sites) directly follows before the "
+                      "BatchNorm (or its mean-only lite form, or InstanceNorm at conv sites) "
+                      "directly follows before the "
                       "activation: its mean subtraction cancels it; elsewhere the bias stays",
                       group="model")
     freeze_affine: bool = knob(False, "freeze gamma=1 and beta=0 (d2l exercise)", group="model")
@@ -76,6 +77,16 @@ class Config:
                         "book's BN runs each slice on a DataParallel-style replica); must "
                         "divide batch_size",
                         lo=1, hi=128, group="bn")
+    # Batch Renormalization's limits (norm "renorm" only; Ioffe 2017 ends at 3 and 5).
+    renorm_rmax: float = knob(3.0, "Batch Renorm: r = sigma_B/sigma is clipped to "
+                              "[1/r_max, r_max] once the warm-up is over (1 = plain BN)",
+                              lo=1.0, hi=100.0, group="bn")
+    renorm_dmax: float = knob(5.0, "Batch Renorm: d = (mu_B - mu)/sigma is clipped to "
+                              "[-d_max, d_max] once the warm-up is over (0 = plain BN)",
+                              lo=0.0, hi=100.0, group="bn")
+    renorm_warmup: int = knob(500, "Batch Renorm: training steps over which r_max and d_max "
+                              "grow linearly from 1 and 0 (BN) to their values (0 = at once)",
+                              lo=0, hi=1_000_000, group="bn")
     # evaluation
     eval_mode: str = knob("running", "test accuracy from running statistics (PyTorch default), "
                           "PreciseBN statistics recomputed for the current weights, or batch "

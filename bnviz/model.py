@@ -67,7 +67,7 @@ def site_layers(cfg: Config, site: str, width: int, num_dims: int) -> list[tuple
     if not feeds_norm(cfg, site):
         return [(f"{site}_act", _act(cfg.activation))]
     norm = make_norm(cfg.norm, width, num_dims, momentum=cfg.momentum, eps=cfg.eps,
-                     groups=cfg.groups, slices=cfg.devices)
+                     groups=cfg.groups, slices=cfg.devices, **norm_kinds.knob_values(cfg))
     pair = [(f"{site}_norm", norm), (f"{site}_act", _act(cfg.activation))]
     return pair if cfg.norm_position == "before_act" else pair[::-1]
 

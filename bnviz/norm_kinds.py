@@ -40,6 +40,10 @@ class NormKind:
     shift: str | None = "bias"  # beta's attribute
     cancels_bias: BiasRule = False  # at a site where it directly follows the conv/linear
     cost: float = 1.0  # time per example relative to nn.BatchNorm's LeNet (bnviz/cost.py)
+    # BatchNorm's own computation, (x - batch mean) / batch std in training: what the pages'
+    # BN formulas (inside.two_example_outputs) assume. Not the lite kinds, not Batch Renorm.
+    full_bn: bool = False
+    knobs: tuple[str, ...] = ()  # config knobs its factory takes as keyword arguments
     # How each eval mode treats it, in words; derived from the flags above when left empty.
     eval_modes: Mapping[str, str] = field(default_factory=dict)
 
@@ -167,13 +171,18 @@ def option(kind_id: str) -> str:
     return k.option if k else str(kind_id)
 
 
+def knob_values(cfg) -> dict:
+    """The values of the config knobs `cfg.norm`'s factory takes (its entry's `knobs`)."""
+    return {n: getattr(cfg, n) for n in get(cfg.norm).knobs}
+
+
 def knob_help() -> str:
     return "normalisation layer: " + ", ".join(k.help for k in _KINDS.values())
 
 
 def batchnorms() -> tuple[str, ...]:
     """BatchNorm in its forms: batch statistics in training, running statistics at test."""
-    return tuple(k.id for k in _KINDS.values() if k.batch_dependent and k.running_stats)
+    return tuple(k.id for k in _KINDS.values() if k.full_bn)
 
 
 def batch_dependent() -> tuple[str, ...]:
@@ -216,8 +225,10 @@ def _one_channel_per_group(cfg, site: str) -> bool:
 
 
 # -- the kinds bnviz ships --------------------------------------------------------------------
+# (BN and its variants first, then the per-example norms: the order of every option list.)
 
-_BN = dict(batch_dependent=True, running_stats=True, cancels_bias=True)
+_BN = dict(batch_dependent=True, running_stats=True, cancels_bias=True, full_bn=True)
+_BATCH = dict(batch_dependent=True, running_stats=True)  # BN's variants below
 for _k in (
     NormKind("none", "no norm", "none", None, option="none"),
     NormKind("bn", "BN", "nn.BatchNorm", "bnviz.norms:torch_batchnorm",
@@ -230,6 +241,25 @@ for _k in (
              "bnviz.norms:book_batchnorm",
              option="BatchNorm as the book writes it (moving stats as attributes)",
              stats=("moving_mean", "moving_var"), scale="gamma", shift="beta", **_BN),
+    # d2l's exercise 4: a "lite" BN that removes only the mean, or only the variance. The mean
+    # subtraction cancels the bias before it; dividing by the std does not (the output moves
+    # by b / std).
+    NormKind("bn_mean", "BN mean only", "BN that only subtracts the per-channel batch mean "
+             "(no division; own gamma, beta, running statistics)",
+             "bnviz.norms:mean_only_batchnorm", option="Lite BN: mean only (no division)",
+             cancels_bias=True, **_BATCH),
+    NormKind("bn_var", "BN variance only", "BN that only divides by the per-channel batch "
+             "std (no mean subtraction; own gamma, beta, running statistics)",
+             "bnviz.norms:variance_only_batchnorm",
+             option="Lite BN: variance only (no mean subtraction)", **_BATCH),
+    # Ioffe 2017. Its bias gets no gradient (r, d are constants and x - mu_B drops it), but
+    # d = (mu_B - mu)/sigma and the moving mean still see it until the moving mean has caught
+    # up: not an exact cancellation, so `bias` off keeps it.
+    NormKind("renorm", "Batch Renorm", "Batch Renormalization (Ioffe 2017: BN corrected by "
+             "r and d, clipped to renorm_rmax and renorm_dmax after renorm_warmup steps)",
+             "bnviz.norms:batch_renorm",
+             option="Batch Renormalization (Ioffe 2017)",
+             knobs=("renorm_rmax", "renorm_dmax", "renorm_warmup"), **_BATCH),
     NormKind("layer", "LayerNorm", "LayerNorm", "bnviz.norms:layer_norm"),
     NormKind("group", "GroupNorm", "GroupNorm", "bnviz.norms:group_norm",
              cancels_bias=_one_channel_per_group),

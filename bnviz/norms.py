@@ -134,6 +134,126 @@ class BookBatchNorm(nn.Module):
     running_mean, running_var = _alias("moving_mean"), _alias("moving_var")
 
 
+class LiteBatchNorm(nn.Module):
+    """The "lite" BN of d2l's exercise 4 (English edition): one half of BatchNorm only.
+
+    `part` "mean" subtracts the per-channel batch mean and divides by nothing; "variance"
+    divides by the per-channel batch standard deviation sqrt(var + eps) (var taken about the
+    mean, biased, as BN's) and subtracts nothing. Either way a learnable gamma and beta follow,
+    and the running mean and variance are kept as BatchNormScratch keeps them (buffers updated
+    in place, unbiased variance), so eval mode normalises with them and PreciseBN can recompute
+    them. Both statistics are tracked whatever the part: each kind uses one of them and the
+    other is there to be looked at (and so that PreciseBN sets the same two buffers as for BN).
+
+    The mean-only kind cancels a bias before it (x + b - mean(x + b) = x - mean(x)); the
+    variance-only kind does not (the output moves by b / std).
+    """
+
+    PARTS = ("mean", "variance")
+
+    def __init__(self, num_features: int, num_dims: int, part: str, momentum: float = 0.1,
+                 eps: float = 1e-5):
+        super().__init__()
+        if part not in self.PARTS:
+            raise ValueError(f"LiteBatchNorm part must be 'mean' or 'variance', got {part!r}")
+        shape = (num_features,) if num_dims == 2 else (1, num_features, 1, 1)
+        self.num_features, self.part, self.momentum, self.eps = num_features, part, momentum, eps
+        self.weight = nn.Parameter(torch.ones(shape))  # gamma
+        self.bias = nn.Parameter(torch.zeros(shape))  # beta
+        self.register_buffer("running_mean", torch.zeros(shape))
+        self.register_buffer("running_var", torch.ones(shape))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            mean, var = batch_stats(x)
+            n = x.numel() // self.num_features
+            with torch.no_grad():
+                self.running_mean.lerp_(mean, self.momentum)
+                self.running_var.lerp_(var * (n / (n - 1)) if n > 1 else var, self.momentum)
+        else:
+            mean, var = self.running_mean, self.running_var
+        x_hat = x - mean if self.part == "mean" else x / torch.sqrt(var + self.eps)
+        return self.weight * x_hat + self.bias
+
+
+class BatchRenorm(nn.Module):
+    """Batch Renormalization (Ioffe 2017, "Batch Renormalization: Towards Reducing Minibatch
+    Dependence in Batch-Normalized Models"), Algorithm 1.
+
+    Training: x_hat = (x - mu_B) / sigma_B · r + d, y = gamma · x_hat + beta, with
+    sigma_B = sqrt(var_B + eps), sigma = sqrt(running_var + eps) and mu = running_mean the
+    moving averages BEFORE this step's update, r = clip(sigma_B / sigma, 1/r_max, r_max) and
+    d = clip((mu_B - mu) / sigma, -d_max, d_max), both detached: constants in the backward pass,
+    as the paper requires. With r_max = 1 and d_max = 0 this is BatchNorm exactly.
+
+    Warm-up as in the paper: the run starts as BN (r_max = 1, d_max = 0), and both limits are
+    relaxed linearly to the knobs' values over `warmup` training steps (counted by the
+    `steps` buffer, so PreciseBN's and batch-statistics evaluation's train-mode passes, which
+    put buffers back, do not advance it). The paper keeps a moving sigma; this keeps the
+    running (unbiased) variance as nn.BatchNorm does, sigma being sqrt(running_var + eps), so
+    eval mode is BN's eval mode and PreciseBN recomputes the same two statistics.
+    """
+
+    def __init__(self, num_features: int, num_dims: int, momentum: float = 0.1,
+                 eps: float = 1e-5, rmax: float = 3.0, dmax: float = 5.0, warmup: int = 0):
+        super().__init__()
+        if rmax < 1 or dmax < 0 or warmup < 0:
+            raise ValueError(f"Batch Renorm needs r_max >= 1, d_max >= 0 and warmup >= 0, got "
+                             f"{rmax}, {dmax}, {warmup}")
+        shape = (num_features,) if num_dims == 2 else (1, num_features, 1, 1)
+        self.num_features, self.momentum, self.eps = num_features, momentum, eps
+        self.rmax, self.dmax, self.warmup = float(rmax), float(dmax), int(warmup)
+        self.weight = nn.Parameter(torch.ones(shape))  # gamma
+        self.bias = nn.Parameter(torch.zeros(shape))  # beta
+        self.register_buffer("running_mean", torch.zeros(shape))
+        self.register_buffer("running_var", torch.ones(shape))
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+        self.last_r: torch.Tensor | None = None  # this step's r and d, for tests and pages
+        self.last_d: torch.Tensor | None = None
+
+    def limits(self, steps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(r_max, d_max) after `steps` training steps: 1 and 0 at step 0, linear to the
+        knobs' values at step `warmup` (at once when warmup is 0). Tensors, on steps' device:
+        no host sync per forward."""
+        if not self.warmup:
+            frac = torch.ones((), dtype=torch.float64, device=steps.device)
+        else:
+            frac = (steps.double() / self.warmup).clamp(max=1.0)
+        return 1 + (self.rmax - 1) * frac, self.dmax * frac
+
+    def reference(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Copies of the moving statistics and step count, as every replica sees them at the
+        start of a step (GhostBatchNorm normalises each slice against these)."""
+        return self.running_mean.clone(), self.running_var.clone(), self.steps.clone()
+
+    def normalize(self, x: torch.Tensor, update: bool, ref=None) -> torch.Tensor:
+        if not self.training:
+            x_hat = (x - self.running_mean) / torch.sqrt(self.running_var + self.eps)
+            return self.weight * x_hat + self.bias
+        mu, var_run, steps = ref if ref is not None else (self.running_mean,
+                                                          self.running_var, self.steps)
+        mean, var = batch_stats(x)
+        sigma_b = torch.sqrt(var + self.eps)
+        x_hat = (x - mean) / sigma_b
+        with torch.no_grad():  # r and d are constants for the gradient (the paper's stop_gradient)
+            sigma = torch.sqrt(var_run + self.eps)
+            rmax, dmax = (t.to(x.dtype) for t in self.limits(steps))
+            r = torch.minimum(torch.maximum(sigma_b / sigma, 1 / rmax), rmax)
+            d = torch.minimum(torch.maximum((mean - mu) / sigma, -dmax), dmax)
+        self.last_r, self.last_d = r, d
+        if update:
+            n = x.numel() // self.num_features
+            unbiased = var * (n / (n - 1)) if n > 1 else var
+            with torch.no_grad():
+                self.running_mean.lerp_(mean, self.momentum)
+                self.running_var.lerp_(unbiased, self.momentum)
+                self.steps += 1
+        return self.weight * (x_hat * r + d) + self.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.normalize(x, update=True)
+
+
 def dp_replica(m: nn.Module) -> nn.Module:
     """The replica `torch.nn.parallel.replicate` makes of a leaf module for one device: a
     shallow copy of `__dict__` (own _parameters/_buffers/_modules dicts, the buffers being
@@ -175,6 +295,11 @@ class GhostBatchNorm(nn.Module):
         if not self.training or self.slices == 1:
             return self.inner(x)
         parts = torch.tensor_split(x, self.slices)
+        if isinstance(self.inner, BatchRenorm):
+            # Every replica renormalises against the moving averages as they were at the
+            # start of the step, before slice 0 (device 0) updates them.
+            ref = self.inner.reference()
+            return torch.cat([self.inner.normalize(c, i == 0, ref) for i, c in enumerate(parts)])
         return torch.cat([self._part(c, update=(i == 0)) for i, c in enumerate(parts)])
 
     def _part(self, x: torch.Tensor, update: bool) -> torch.Tensor:
@@ -212,6 +337,23 @@ def book_batchnorm(num_features: int, num_dims: int, *, momentum: float, eps: fl
     return BookBatchNorm(num_features, num_dims, momentum, eps)
 
 
+def mean_only_batchnorm(num_features: int, num_dims: int, *, momentum: float, eps: float,
+                        **_) -> nn.Module:
+    return LiteBatchNorm(num_features, num_dims, "mean", momentum, eps)
+
+
+def variance_only_batchnorm(num_features: int, num_dims: int, *, momentum: float, eps: float,
+                            **_) -> nn.Module:
+    return LiteBatchNorm(num_features, num_dims, "variance", momentum, eps)
+
+
+def batch_renorm(num_features: int, num_dims: int, *, momentum: float, eps: float,
+                 renorm_rmax: float = 3.0, renorm_dmax: float = 5.0, renorm_warmup: int = 0,
+                 **_) -> nn.Module:
+    return BatchRenorm(num_features, num_dims, momentum, eps, renorm_rmax, renorm_dmax,
+                       renorm_warmup)
+
+
 def layer_norm(num_features: int, num_dims: int, *, eps: float, **_) -> nn.Module:
     # At conv sites one group of all channels: LayerNorm's statistics (over C, H, W per
     # example) with one gamma per channel, not nn.LayerNorm's one per position.
@@ -231,16 +373,17 @@ def instance_norm(num_features: int, num_dims: int, *, momentum: float, eps: flo
 
 
 def make_norm(kind: str, num_features: int, num_dims: int, *, momentum: float = 0.1,
-              eps: float = 1e-5, groups: int = 2, slices: int = 1) -> nn.Module:
+              eps: float = 1e-5, groups: int = 2, slices: int = 1, **knobs) -> nn.Module:
     """One normalisation layer of the registered `kind` (bnviz.norm_kinds) for `num_features`
     channels (num_dims 4) or features (2). The layer carries its kind's id as `norm_kind`
     (the fallback's at sites its kind does not handle), so code holding only the model can ask
     the registry about it; a batch-dependent kind on `slices` > 1 devices is wrapped in
-    GhostBatchNorm."""
+    GhostBatchNorm. `knobs`: the config knobs the kind's entry names (`NormKind.knobs`,
+    e.g. Batch Renorm's r_max), passed on to its factory."""
     k = norm_kinds.get(kind)
     if ("conv" if num_dims == 4 else "fc") not in k.sites:
         k = norm_kinds.get(k.fallback)
-    layer = k.build(num_features, num_dims, momentum=momentum, eps=eps, groups=groups)
+    layer = k.build(num_features, num_dims, momentum=momentum, eps=eps, groups=groups, **knobs)
     layer.norm_kind = k.id
     if slices > 1 and k.batch_dependent:
         layer = GhostBatchNorm(layer, slices)

@@ -81,3 +81,17 @@ def test_lab_latency_tiny_times_train_to_the_first_point_of_a_trained_run(tmp_pa
     assert len(res["first_point_s"]) == 1 and 0 < res["first_point_s"][0] < 60
     assert res["page_examples_per_sec"][0] > 0 and res["cli_examples_per_sec"] > 0
     assert res["rss_after_runs_mb"] > 0
+
+
+def test_folding_benchmark_tiny_times_both_models(tmp_path):
+    """benchmarks/folding.py --tiny: folded and unfolded LeNet-BN timed in one process; the
+    folded one has the four BNs fewer and the same outputs."""
+    out = tmp_path / "folding.json"
+    r = subprocess.run([sys.executable, "benchmarks/folding.py", "--tiny", "--out", str(out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(out.read_text())
+    assert res["mode"] == "tiny" and res["layers"] == {"unfolded": 16, "folded": 12}
+    assert all(res["median_ms"][k] > 0 for k in ("unfolded", "folded"))
+    assert res["unfolded_over_folded"] > 0 and res["max_abs_diff"] < 1e-5
+    assert "folded" in r.stdout

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bnviz.config import config_from_dict, make_config
+from bnviz.config import KNOB, config_from_dict, make_config
 from bnviz.runs import store as store_mod
 from bnviz.runs.record import RunRecord
 from bnviz.runs.store import SCHEMA_VERSION, RunStore, StoreError
@@ -200,7 +200,10 @@ def test_old_database_is_upgraded_in_place(tmp_path):
     for run_id, old in before.items():
         v = store.load(run_id)
         # the full config survives; the id is re-keyed from it under the new scheme
-        assert v.config.to_dict() == json.loads(old["config"])
+        stored, now = json.loads(old["config"]), v.config.to_dict()
+        assert {k: now[k] for k in stored} == stored
+        # knobs added since the fixture was written take their defaults
+        assert all(now[k] == KNOB[k].default for k in now.keys() - stored.keys())
         assert v.config == config_from_dict(json.loads(old["config"]))
         new_id = v.config.config_id()
         assert new_id != old["config_id"] and after[run_id]["config_id"] == new_id
