@@ -13,28 +13,20 @@ and beta against autograd through nn.BatchNorm.
 """
 from __future__ import annotations
 
-import functools
-import importlib.util
-import inspect
-import os
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 
+from bnviz.learner_bn import (C, CheckError, Names, build_learner, find_names, get_tensor,
+                              load_class, one_line, set_tensor)
 from bnviz.norms import dp_replica
 
-C = 4  # channels (conv) or features (FC) of every instance checked
 SHAPES = {"FC": (8, C), "conv": (4, C, 5, 5)}
 TOL = 1e-4  # relative to max(1, |reference|): float32 round-off is ~1e-6
 NN_MOMENTUM = 0.1
-
-
-class CheckError(Exception):
-    """Unusable input: the file, the class, its constructor or its forward. One line."""
 
 
 @dataclass
@@ -79,139 +71,6 @@ class Report:
         return "\n".join(lines)
 
 
-def _oneline(e: BaseException) -> str:
-    msg = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {msg[0]}" if msg else type(e).__name__
-
-
-def load_class(spec: str) -> Callable:
-    """The class (or factory) `Name` from "path/to/file.py:Name", importing the file as a
-    module not named __main__ (so its `if __name__ == "__main__":` block does not run), with
-    its folder on sys.path for its own imports. Raises CheckError with one line."""
-    if os.environ.get("BNVIZ_HOSTED") == "1":
-        raise CheckError("check-bn runs the code it is given, so it is local only: it is off on "
-                         "a hosted server (BNVIZ_HOSTED=1)")
-    path_s, sep, name = spec.rpartition(":")
-    if not sep or not path_s or not name:
-        raise CheckError(f"expected path/to/file.py:ClassName, got {spec!r}")
-    path = Path(path_s)
-    if not path.is_file():
-        raise CheckError(f"no such file: {path}")
-    mod_name = f"bnviz_check_{abs(hash(str(path.resolve())))}"
-    loc = importlib.util.spec_from_file_location(mod_name, path)
-    if loc is None or loc.loader is None:
-        raise CheckError(f"{path} is not a Python file")
-    module = importlib.util.module_from_spec(loc)
-    sys.modules[mod_name] = module  # as importlib's recipe does: @dataclass looks it up
-    sys.path.insert(0, str(path.resolve().parent))
-    try:
-        loc.loader.exec_module(module)
-    except (Exception, SystemExit) as e:  # the learner's file: anything can go wrong
-        del sys.modules[mod_name]
-        raise CheckError(f"{path} does not import: {_oneline(e)}") from None
-    finally:
-        sys.path.remove(str(path.resolve().parent))
-    try:
-        obj = functools.reduce(getattr, name.split("."), module)
-    except AttributeError:
-        have = sorted(k for k, v in vars(module).items()
-                      if isinstance(v, type) and issubclass(v, nn.Module)
-                      and not v.__module__.startswith("torch"))
-        raise CheckError(f"{path} has no {name!r}" + (
-            f"; its nn.Module classes: {', '.join(have)}" if have else
-            "; it defines no nn.Module class")) from None
-    if not callable(obj):
-        raise CheckError(f"{name} in {path} is not a class or a function")
-    return obj
-
-
-# --- building the learner's module -------------------------------------------------------
-
-def _conventions(factory: Callable) -> list[tuple[str, Callable[[int], nn.Module]]]:
-    """The constructor calls to try, the likelier first: d2l's (num_features, num_dims) when
-    the signature names num_dims or needs two arguments, else PyTorch's (num_features) — so
-    nn.BatchNorm1d(4, 2) (eps = 2!) is never tried before nn.BatchNorm1d(4)."""
-    name = getattr(factory, "__name__", "factory")
-    d2l = (f"{name}(num_features, num_dims), d2l's convention", lambda nd: factory(C, nd))
-    pt = (f"{name}(num_features), PyTorch's convention", lambda nd: factory(C))
-    try:
-        params = inspect.signature(factory).parameters.values()
-    except (TypeError, ValueError):
-        return [d2l, pt]
-    names = [p.name for p in params]
-    required = [p for p in params if p.default is p.empty and p.kind in (
-        p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return [d2l, pt] if "num_dims" in names or len(required) >= 2 else [pt, d2l]
-
-
-def _builder(factory: Callable) -> tuple[str, Callable[[int], nn.Module], nn.Module]:
-    """The first constructor convention that builds an nn.Module for FC (or conv), and
-    that module."""
-    name = getattr(factory, "__name__", "factory")
-    tried = []
-    for label, make in _conventions(factory):
-        for nd in (2, 4):
-            call = f"{name}({C}, {nd})" if "num_dims" in label else f"{name}({C})"
-            try:
-                m = make(nd)
-            except Exception as e:
-                if f"{call}: {_oneline(e)}" not in tried:
-                    tried.append(f"{call}: {_oneline(e)}")
-                continue
-            if isinstance(m, nn.Module):
-                return label, make, m
-            tried.append(f"{call} returned {type(m).__name__}, not an nn.Module")
-            break
-    raise CheckError("cannot construct it: " + "; ".join(tried))
-
-
-# --- finding its parameters and statistics -------------------------------------------------
-
-@dataclass
-class Names:
-    gamma: str | None
-    beta: str | None
-    mean: str | None
-    var: str | None
-    kinds: dict[str, str]  # attribute -> Parameter / buffer / plain tensor attribute
-
-
-def _pick(cands, words, init, taken=()) -> str | None:
-    for n, _ in cands:
-        if n not in taken and any(w in n.split(".")[-1].lower() for w in words):
-            return n
-    for n, t in cands:
-        if n not in taken and torch.all(t.detach() == init):
-            return n
-    return None
-
-
-def find_names(m: nn.Module) -> Names:
-    params = [(n, p) for n, p in m.named_parameters() if p.numel() == C]
-    bufs = [(n, b) for n, b in m.named_buffers() if b.numel() == C]
-    plain = [(k, v) for k, v in vars(m).items() if not k.startswith("_") and
-             isinstance(v, torch.Tensor) and not isinstance(v, nn.Parameter) and v.numel() == C]
-    kinds = {n: "Parameter" for n, _ in params} | {n: "buffer" for n, _ in bufs} | {
-        n: "plain tensor attribute, not a buffer" for n, _ in plain}
-    gamma = _pick(params, ("weight", "gamma", "scale"), 1.0)
-    beta = _pick(params, ("bias", "beta", "shift"), 0.0, (gamma,))
-    stats = bufs + plain
-    mean = _pick(stats, ("mean", "mu"), 0.0)
-    var = _pick(stats, ("var", "sigma", "std"), 1.0, (mean,))
-    return Names(gamma, beta, mean, var, kinds)
-
-
-def _get(m: nn.Module, name: str) -> torch.Tensor:
-    return functools.reduce(getattr, name.split("."), m)
-
-
-def _set(m: nn.Module, name: str | None, value: torch.Tensor) -> None:
-    if name is not None:
-        with torch.no_grad():
-            t = _get(m, name)
-            t.copy_(value.reshape(t.shape))
-
-
 def _flat(t) -> torch.Tensor:
     return t.detach().reshape(-1).clone()
 
@@ -246,14 +105,14 @@ class _Case:
         so a scale or shift applied wrongly shows."""
         mine = self.make(self.nd)
         ref = (nn.BatchNorm1d if self.nd == 2 else nn.BatchNorm2d)(C)
-        _set(mine, self.names.gamma, self.gamma)
-        _set(mine, self.names.beta, self.beta)
-        _set(ref, "weight", self.gamma)
-        _set(ref, "bias", self.beta)
+        set_tensor(mine, self.names.gamma, self.gamma)
+        set_tensor(mine, self.names.beta, self.beta)
+        set_tensor(ref, "weight", self.gamma)
+        set_tensor(ref, "bias", self.beta)
         return mine, ref
 
     def stats(self, m: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-        return _flat(_get(m, self.names.mean)), _flat(_get(m, self.names.var))
+        return _flat(get_tensor(m, self.names.mean)), _flat(get_tensor(m, self.names.var))
 
     def n(self) -> int:
         return self.shape[0] * (1 if self.nd == 2 else self.shape[2] * self.shape[3])
@@ -312,10 +171,10 @@ def _eval_output(case: _Case) -> Finding:
     mine, ref = case.pair()
     found = case.names.mean is not None and case.names.var is not None
     if found:  # else both keep their initial statistics (nn's: 0 and 1)
-        _set(mine, case.names.mean, case.stat_mean)
-        _set(mine, case.names.var, case.stat_var)
-        _set(ref, "running_mean", case.stat_mean)
-        _set(ref, "running_var", case.stat_var)
+        set_tensor(mine, case.names.mean, case.stat_mean)
+        set_tensor(mine, case.names.var, case.stat_var)
+        set_tensor(ref, "running_mean", case.stat_mean)
+        set_tensor(ref, "running_var", case.stat_var)
     mine.eval(), ref.eval()
     x = case.xs[1]
     with torch.no_grad():
@@ -456,15 +315,15 @@ def _batch_of_one(case: _Case) -> Finding:
         r = ref(x)
         ref_says = None
     except Exception as e:
-        r, ref_says = None, _oneline(e)
+        r, ref_says = None, one_line(e)
     try:
         y = mine(x)
     except Exception as e:
         if ref_says:
             return Finding(f"batch size 1, {case.label}", True,
-                           f"raises {_oneline(e)[:70]} (so does nn)")
+                           f"raises {one_line(e)[:70]} (so does nn)")
         return Finding(f"batch size 1, {case.label}", False,
-                       f"raises {_oneline(e)[:80]}; {type(ref).__name__} does not")
+                       f"raises {one_line(e)[:80]}; {type(ref).__name__} does not")
     finite_y = bool(torch.isfinite(y).all())
     stats = case.stats(mine) if case.names.mean and case.names.var else ()
     finite_stats = all(bool(torch.isfinite(s).all()) for s in stats)
@@ -509,14 +368,14 @@ def _gradients(case: _Case) -> Finding:
 
 
 def _grad(m: nn.Module, name: str | None):
-    return None if name is None else _get(m, name).grad
+    return None if name is None else get_tensor(m, name).grad
 
 
 def check_batchnorm(cls_or_factory: Callable, target: str = "") -> Report:
     """Hold `cls_or_factory` (a class or function taking (num_features, num_dims) or
     (num_features)) against nn.BatchNorm1d/2d. Raises CheckError when it cannot be built, or
     its forward raises on both shapes."""
-    label, make, probe = _builder(cls_or_factory)
+    label, make, probe = build_learner(cls_or_factory)
     names = find_names(probe)
     report = Report(target or getattr(cls_or_factory, "__name__", "?"), label, {
         "gamma": _named(names, names.gamma), "beta": _named(names, names.beta),
@@ -527,9 +386,9 @@ def check_batchnorm(cls_or_factory: Callable, target: str = "") -> Report:
         try:
             case.pair()[0].train()(case.xs[0])
         except Exception as e:
-            errors.append(f"{shape_label}: {_oneline(e)}")
+            errors.append(f"{shape_label}: {one_line(e)}")
             findings.append(Finding(f"forward, {case.label}", False,
-                                    f"raises {_oneline(e)[:100]}"))
+                                    f"raises {one_line(e)[:100]}"))
             continue
         checks = [_train_output, _eval_output, _gradients, _batch_of_one]
         for check in checks:
@@ -557,7 +416,7 @@ def _guard(check, case: _Case) -> Finding:
         return check(case)
     except Exception as e:
         return Finding(f"{check.__name__.strip('_').replace('_', ' ')}, {case.label}", False,
-                       f"raises {_oneline(e)[:100]}")
+                       f"raises {one_line(e)[:100]}")
 
 
 def _guard_many(check, case: _Case, report: Report) -> list[Finding]:
@@ -565,7 +424,7 @@ def _guard_many(check, case: _Case, report: Report) -> list[Finding]:
         return check(case, report)
     except Exception as e:
         return [Finding(f"{check.__name__.strip('_').replace('_', ' ')}, {case.label}", False,
-                        f"raises {_oneline(e)[:100]}")]
+                        f"raises {one_line(e)[:100]}")]
 
 
 def add_check_bn_command(sub) -> None:

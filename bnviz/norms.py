@@ -22,6 +22,17 @@ def batch_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, var
 
 
+def update_running_stats(m: nn.Module, x: torch.Tensor, mean: torch.Tensor,
+                         var: torch.Tensor) -> None:
+    """Move a BN layer's running_mean/running_var buffers toward this batch's statistics in
+    place (PyTorch's momentum convention; the variance stored unbiased, as nn.BatchNorm)."""
+    n = x.numel() // m.num_features
+    unbiased = var * (n / (n - 1)) if n > 1 else var
+    with torch.no_grad():
+        m.running_mean.lerp_(mean, m.momentum)
+        m.running_var.lerp_(unbiased, m.momentum)
+
+
 class BatchNormScratch(nn.Module):
     """d2l's `batch_norm` as a module, with PyTorch's momentum convention.
 
@@ -53,11 +64,7 @@ class BatchNormScratch(nn.Module):
         mean, var = batch_stats(x)
         x_hat = (x - mean) / torch.sqrt(var + self.eps)
         if update:
-            n = x.numel() // self.num_features
-            unbiased = var * (n / (n - 1)) if n > 1 else var
-            with torch.no_grad():
-                self.running_mean.lerp_(mean, self.momentum)
-                self.running_var.lerp_(unbiased, self.momentum)
+            update_running_stats(self, x, mean, var)
         return self.weight * x_hat + self.bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -166,10 +173,7 @@ class LiteBatchNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
             mean, var = batch_stats(x)
-            n = x.numel() // self.num_features
-            with torch.no_grad():
-                self.running_mean.lerp_(mean, self.momentum)
-                self.running_var.lerp_(var * (n / (n - 1)) if n > 1 else var, self.momentum)
+            update_running_stats(self, x, mean, var)
         else:
             mean, var = self.running_mean, self.running_var
         x_hat = x - mean if self.part == "mean" else x / torch.sqrt(var + self.eps)
@@ -242,12 +246,8 @@ class BatchRenorm(nn.Module):
             d = torch.minimum(torch.maximum((mean - mu) / sigma, -dmax), dmax)
         self.last_r, self.last_d = r, d
         if update:
-            n = x.numel() // self.num_features
-            unbiased = var * (n / (n - 1)) if n > 1 else var
-            with torch.no_grad():
-                self.running_mean.lerp_(mean, self.momentum)
-                self.running_var.lerp_(unbiased, self.momentum)
-                self.steps += 1
+            update_running_stats(self, x, mean, var)
+            self.steps += 1
         return self.weight * (x_hat * r + d) + self.bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
