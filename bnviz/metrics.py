@@ -54,6 +54,9 @@ class Metric:
     grid: bool = True  # a column of results.csv, the grid tables and the findings
     from_view: Callable[[Any], float] | None = None  # source "derived"
     probe: Callable[[MetricContext], float] | None = None  # source "probe"
+    # Which runs measure it (source "probe"): a probe costs forward/backward passes, so it is
+    # measured only in runs whose config asks for it (a knob), never in every run.
+    applies: Callable[[Any], bool] | None = None
     help: str = ""
 
     def value(self, view) -> float:
@@ -138,8 +141,10 @@ def eval_fields() -> tuple[str, ...]:
     return tuple(m.id for m in METRICS.values() if m.source == "eval")
 
 
-def probes() -> tuple[Metric, ...]:
-    return tuple(m for m in METRICS.values() if m.source == "probe")
+def probes(cfg=None) -> tuple[Metric, ...]:
+    """The probe metrics; with a config, those that run measures (their `applies(cfg)`)."""
+    return tuple(m for m in METRICS.values() if m.source == "probe"
+                 and (cfg is None or m.applies is None or m.applies(cfg)))
 
 
 def summary_defaults() -> dict[str, float]:

@@ -267,7 +267,7 @@ class Trainer:
             train_batch = math.nan
         net.train()
         measured = {}
-        for m in probes():  # the registry's probe metrics, on this step's training batch
+        for m in probes(cfg):  # the registry's probe metrics this run asks for, on this step's batch
             with kept_buffers(net):
                 measured[m.id] = float(m.probe(MetricContext(net, cfg, ds, it, batch)))
             net.train()
