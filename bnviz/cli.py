@@ -245,7 +245,84 @@ def cmd_grid(args: argparse.Namespace) -> int:
         print("\n".join([BIAS_HEADING] + [f"  {line}" for line in lines]))
         if args.out:
             write_loss_difference(Path(args.out), lines)
+    if args.grid == "landscape":
+        write_landscape(table, args.out)
+    if args.grid == "ics":
+        write_ics(table, args.out)
+    if args.grid == "finetune":
+        write_finetune(table, args.out)
+    if args.grid in ("lite", "placement"):  # their readings; the distributions are in evals.csv
+        from bnviz import readings
+        for c in getattr(readings, args.grid)(summarize(table)).comparisons:
+            print(f"  {c.text()}")
     return 0
+
+
+def write_landscape(table, out: str | None) -> None:
+    """The landscape sweep's reading, and with --out its probes over training
+    (landscape.csv: one row per run and evaluation; bnviz.landscape)."""
+    from bnviz import readings
+    from bnviz.landscape import CSV_COLUMNS, csv_rows
+    from bnviz.runs.results import summarize
+    try:
+        print(readings.landscape_text(readings.landscape(summarize(table))))
+    except KeyError as e:  # a grid trimmed by flags lacks an arm: the CSVs still tell
+        print(f"bnviz: no reading ({e})", file=sys.stderr)
+    if not out:
+        return
+    views = table.attrs.get("views", {})
+    runs = [(r.arm, r.run, views[r.run_id]) for r in table.itertuples()
+            if views.get(r.run_id) is not None]
+    with open(Path(out) / "landscape.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, CSV_COLUMNS)
+        w.writeheader()
+        w.writerows(csv_rows(runs))
+
+
+def write_ics(table, out: str | None) -> None:
+    """The ICS sweep's reading, and with --out ics.csv: ICS per layer and the layers' input
+    percentiles at every evaluation of every run (bnviz.ics)."""
+    from bnviz import readings
+    from bnviz.ics import CSV_COLUMNS, csv_rows
+    from bnviz.runs.results import summarize
+    try:
+        print(readings.ics_text(readings.ics(summarize(table))))
+    except KeyError as e:  # a grid trimmed by flags lacks an arm: the CSVs still tell
+        print(f"bnviz: no reading ({e})", file=sys.stderr)
+    if not out:
+        return
+    views = table.attrs.get("views", {})
+    runs = [(r.arm, r.run, views[r.run_id]) for r in table.itertuples()
+            if views.get(r.run_id) is not None]
+    with open(Path(out) / "ics.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, CSV_COLUMNS)
+        w.writeheader()
+        w.writerows(csv_rows(runs))
+
+
+def write_finetune(table, out: str | None) -> None:
+    """The fine-tuning sweep's reading, and with --out finetune_drift.csv (the running-mean
+    drift per layer at every snapshot) and finetune_accuracy.csv (accuracy on part A and
+    part B at every evaluation) of every run (bnviz.drift)."""
+    from bnviz import drift, readings
+    from bnviz.runs.results import summarize
+    try:
+        r = readings.finetune(summarize(table))
+        print("\n".join([readings.finetune_text(r)] + [c.text() for c in r.comparisons]))
+    except KeyError as e:  # a grid trimmed by flags lacks an arm: the CSVs still tell
+        print(f"bnviz: no reading ({e})", file=sys.stderr)
+    if not out:
+        return
+    views = table.attrs.get("views", {})
+    runs = [(r.arm, r.run, views[r.run_id]) for r in table.itertuples()
+            if views.get(r.run_id) is not None]
+    for name, cols, rows in (("finetune_drift.csv", drift.DRIFT_COLUMNS, drift.drift_csv_rows),
+                             ("finetune_accuracy.csv", drift.ACCURACY_COLUMNS,
+                              drift.accuracy_csv_rows)):
+        with open(Path(out) / name, "w", newline="") as f:
+            w = csv.DictWriter(f, cols)
+            w.writeheader()
+            w.writerows(rows(runs))
 
 
 def cmd_inside(args: argparse.Namespace) -> int:

@@ -87,6 +87,24 @@ class Config:
     renorm_warmup: int = knob(500, "Batch Renorm: training steps over which r_max and d_max "
                               "grow linearly from 1 and 0 (BN) to their values (0 = at once)",
                               lo=0, hi=1_000_000, group="bn")
+    # Noisy BN's noise (norm "noisy_bn" only; bnviz/noisy_bn.py, Santurkar et al. 2018 fig. 2).
+    noise_mean: float = knob(0.5, "noisy BN: every step, each activation's noise mean is drawn "
+                             "from U(-noise_mean, noise_mean)", lo=0.0, hi=10.0, group="bn")
+    noise_std: float = knob(1.0, "noisy BN: every step, each activation's noise std is drawn "
+                            "from U(0, noise_std)", lo=0.0, hi=10.0, group="bn")
+    # What SGD updates (bnviz/optim.py): weight decay, and which parameters train at all.
+    weight_decay: float = knob(0.0, "SGD weight decay (L2 penalty wd/2·‖w‖² on every trained "
+                               "parameter; 0 = none, as d2l)", lo=0.0, hi=1.0)
+    train_only: str = knob("all", "which parameters SGD trains: all; only the norms' gamma "
+                           "and beta (every other weight stays at its initialisation, the "
+                           "output layer too); or as many randomly chosen weights outside "
+                           "the norms (seeded)", choices=("all", "bn", "random"))
+    track_weights: bool = knob(False, "record each conv/linear layer's weight norm ‖w‖ at "
+                               "every evaluation (the weight-decay page)", group="eval")
+    record_activations: bool = knob(False, "at every evaluation, record the distribution at "
+                                    "each activation's input and output (percentiles, "
+                                    "per-channel mean and variance, saturation) on the step's "
+                                    "training batch; the run itself unchanged", group="eval")
     # evaluation
     eval_mode: str = knob("running", "test accuracy from running statistics (PyTorch default), "
                           "PreciseBN statistics recomputed for the current weights, or batch "
@@ -99,6 +117,32 @@ class Config:
                            lo=0, hi=100000, group="eval")
     snapshot_every: int = knob(0, "gamma/beta snapshot every N iterations (0 = at each "
                                "evaluation)", lo=0, hi=100000, group="eval")
+    # fine-tuning on a shifted part of the data (bnviz/finetune.py); 0 epochs = off
+    finetune_epochs: int = knob(0, "fine-tuning: after `epochs` on part A of the training "
+                                "set, train this many epochs on the shifted part B "
+                                "(finetune_shift) with BN as finetune_bn says; 0 = off, "
+                                "train on the whole set", lo=0, hi=200, group="bn")
+    finetune_bn: str = knob("update", "BN while fine-tuning: update (train mode: batch "
+                            "statistics, running statistics follow part B, gamma/beta learn), "
+                            "frozen_stats (eval mode: the running statistics of part A "
+                            "normalise and stay fixed; gamma/beta learn) or frozen_all (eval "
+                            "mode, gamma/beta fixed too)",
+                            choices=("update", "frozen_stats", "frozen_all"), group="bn")
+    finetune_shift: str = knob("rotated", "the two parts: rotated (half the training images "
+                               "upright, then the other half turned 90°) or classes (classes "
+                               "0–4, then 5–9)", choices=("rotated", "classes"), group="bn")
+    finetune_lr: float = knob(0.0, "SGD learning rate while fine-tuning (0 = the run's lr)",
+                              lo=0.0, hi=100.0, group="bn")
+    landscape: bool = knob(False, "at every evaluation, probe the loss landscape along the "
+                           "current gradient on the step's training batch (Santurkar et al. "
+                           "2018): loss band, gradient predictiveness, beta-smoothness at steps "
+                           "lr x 0.25..4; 6 extra forward+backward passes per evaluation, the "
+                           "run itself unchanged", group="eval")
+    ics_probe: bool = knob(False, "at every evaluation, measure internal covariate shift on "
+                           "the step's training batch (Santurkar et al. 2018, §2.2): each "
+                           "layer's weight gradient before and after the earlier layers take "
+                           "their SGD step; 5 extra forward+backward passes per evaluation, "
+                           "the run itself unchanged", group="eval")
 
     # -- derived -----------------------------------------------------------------------
     def replace(self, **changes) -> "Config":

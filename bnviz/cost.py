@@ -73,6 +73,9 @@ class Cost:
     snapshots: int  # gamma/beta snapshots, the one before the first step included
     snapshot_values: int  # floats those snapshots keep in memory
     norm_factor: float = 1.0  # the norm kind's time per example relative to nn.BatchNorm's
+    # training examples' worth of forward + backward that the run's probe metrics (their
+    # `work`, bnviz.metrics) add over all its evaluations, e.g. the loss-landscape probe
+    probe_examples: int = 0
 
     def parts(self, rates: Rates | None = None) -> dict[str, float]:
         """Seconds per kind of work: training, per-step overhead, evaluation, snapshots."""
@@ -80,7 +83,8 @@ class Cost:
         return {"training": self.train_examples * r.train_example * self.norm_factor,
                 "steps": self.train_steps * r.step,
                 "evaluation": self.eval_examples * r.eval_example * self.norm_factor,
-                "snapshots": self.snapshots * r.snapshot}
+                "snapshots": self.snapshots * r.snapshot,
+                "probes": self.probe_examples * r.train_example * self.norm_factor}
 
     def seconds(self, rates: Rates | None = None) -> float:
         return sum(self.parts(rates).values())
@@ -104,12 +108,15 @@ def estimate(cfg: Config, n_train: int, n_test: int) -> Cost:
     """The cost of training `cfg` on a set of `n_train` training images (before train_size
     is applied) and `n_test` test images."""
     n = min(cfg.train_size, n_train) if cfg.train_size else n_train
+    epochs = cfg.epochs + cfg.finetune_epochs
+    if cfg.finetune_epochs:  # bnviz.finetune: each epoch trains on one of two halves
+        n //= 2
     steps = steps_per_epoch(n, cfg.batch_size, cfg.devices)
-    total = steps * cfg.epochs
+    total = steps * epochs
     eval_every = cfg.eval_every or steps or 1
     snap_every = cfg.snapshot_every or eval_every
-    evals = _points(steps, cfg.epochs, eval_every)
-    snaps = 1 + _points(steps, cfg.epochs, snap_every)
+    evals = _points(steps, epochs, eval_every)
+    snaps = 1 + _points(steps, epochs, snap_every)
 
     precise = min(cfg.precise_samples, n) + n_test  # PreciseBN pass, then the test set
     per_mode = {"running": n_test, "batch": n_test, "precise": precise}
@@ -124,11 +131,15 @@ def estimate(cfg: Config, n_train: int, n_test: int) -> Cost:
     # floats per channel in a snapshot: gamma and beta, and the running mean and variance
     values = sum(SITE_WIDTH[s] * (2 * (k.scale is not None) + 2 * k.running_stats)
                  for s, k in layers.items())
+    # the probe metrics this run measures, at every evaluation (bnviz.metrics.probes)
+    from bnviz.metrics import probes
+    probe_work = sum(float(m.work(cfg)) for m in probes(cfg) if m.work is not None)
     return Cost(n_train=n, steps_per_epoch=steps, train_steps=total,
-                train_examples=n * cfg.epochs, eval_points=evals,
+                train_examples=n * epochs, eval_points=evals,
                 eval_examples=evals * per_eval + final_extra, snapshots=snaps,
                 snapshot_values=snaps * values,
-                norm_factor=norm_kinds.get(cfg.norm).cost if layers else 1.0)
+                norm_factor=norm_kinds.get(cfg.norm).cost if layers else 1.0,
+                probe_examples=int(round(evals * probe_work)))
 
 
 def describe_seconds(s: float) -> str:
@@ -152,7 +163,12 @@ def suggestions(cfg: Config, cost: Cost, rates: Rates | None = None) -> list[str
     if cfg.batch_size < 256:
         tips.append((parts["steps"], "raise batch_size"))
     if cfg.eval_every:
-        tips.append((parts["evaluation"], "set eval_every to 0 (once per epoch)"))
+        tips.append((parts["evaluation"] + parts.get("probes", 0.0),
+                     "set eval_every to 0 (once per epoch)"
+                     + (" or raise it (the probes run at every evaluation)"
+                        if cost.probe_examples else "")))
+    if cost.probe_examples:
+        tips.append((parts["probes"], "turn off the probes (e.g. landscape)"))
     if cfg.compare_eval:
         tips.append((parts["evaluation"] * 0.6, "turn off compare_eval"))
     if cfg.snapshot_every:

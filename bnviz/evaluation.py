@@ -32,6 +32,12 @@ def kept_buffers(net: nn.Module):
     saved = [(b, b.detach().clone()) for b in net.buffers()]
     plain = [(m, name, t.detach().clone()) for _, m in norm_layers(net)
              for name, t in vars(m).items() if isinstance(t, torch.Tensor)]
+    # Random streams of the model's own (dropout masks, noise): a probe's train-mode forward
+    # must not move them, or the next training step would draw other masks.
+    streams = {(m, name): g.get_state() for m in net.modules()
+               for name, g in vars(m).items() if isinstance(g, torch.Generator)}
+    lazy = [(m, name) for m in net.modules() for name, g in vars(m).items()
+            if g is None and name.endswith("_gen")]
     try:
         yield
     finally:
@@ -40,6 +46,10 @@ def kept_buffers(net: nn.Module):
                 b.copy_(v)
         for m, name, v in plain:
             setattr(m, name, v)
+        for (m, name), state in streams.items():
+            getattr(m, name).set_state(state)
+        for m, name in lazy:  # made during the block: made again, from its seed, when needed
+            setattr(m, name, None)
 
 
 @contextlib.contextmanager

@@ -173,6 +173,9 @@ def result_row(label: str, view, arm: str = "") -> dict:
             accs = [(e.get("by_mode") or {}).get(how, math.nan) for e in view.evals]
             row[f"fluct_{how}"] = fluctuation(accs)
             row[f"final_acc_{how}"] = accs[-1] if accs else math.nan
+    if getattr(view.config, "track_weights", False):  # final ‖w‖ per layer, gamma near 0
+        from bnviz.weights import final_columns
+        row.update(final_columns(view))
     return row
 
 
@@ -203,3 +206,137 @@ GRIDS: dict[str, Callable[[Config], list[GridPoint]]] = {
     "lr": lr_grid, "devices": devices_grid, "dataparallel": dataparallel_grid,
     "bias": bias_grid, "fluctuation": fluctuation_grid, "presets": presets_grid,
 }
+
+
+# The loss landscape (Santurkar et al. 2018, bnviz.landscape): ReLU LeNet without BN dies at
+# lr 0.3 and above (every unit dead, chance accuracy), so its arms train at this lr.
+LANDSCAPE_RELU_LR = 0.1
+
+
+def landscape_grid(base: Config, relu_lr: float = LANDSCAPE_RELU_LR) -> list[GridPoint]:
+    """BN against no norm, with the book's sigmoid (at the base's lr) and with ReLU (at
+    `relu_lr`), every run probing the loss landscape along its gradient at every evaluation
+    (the `landscape` knob; `eval_every` sets how often). Each pair shares its lr, as in the
+    paper: the probe's step sizes are lr × 0.25…4."""
+    probe = base.replace(landscape=True, dropout_fc=False)
+    bn = base.norm if base.norm != "none" else "bn"
+    points = []
+    for act, lr in (("sigmoid", base.lr), ("relu", relu_lr)):
+        for norm in (bn, "none"):
+            name = "BN" if norm == "bn" else NORM_NAMES.get(norm, norm)
+            points.append(GridPoint(f"{name if norm != 'none' else 'no BN'}, {act}, lr {lr:g}",
+                                    probe.replace(norm=norm, activation=act, lr=lr),
+                                    f"{'none' if norm == 'none' else 'bn'}_{act}"))
+    return points
+
+
+GRIDS["landscape"] = landscape_grid
+
+
+# Scale invariance and weight decay (van Laarhoven 2017; Li & Arora 2019; bnviz/optim.py).
+WEIGHT_DECAY = 5e-4  # the weight-decay page's default: lr × wd = 5e-4 per step at lr 1.0
+
+
+def weight_decay_grid(base: Config) -> list[GridPoint]:
+    """LeNet with BN (the base's kind, BN if it has none) and without, each with no weight
+    decay and with the base's (WEIGHT_DECAY when it is 0), every run recording its layers'
+    weight norms (`track_weights`). Everything else, lr included, is the base's."""
+    wd = base.weight_decay or WEIGHT_DECAY
+    on = base.replace(track_weights=True, train_only="all", dropout_fc=False)
+    bn = on.replace(norm=base.norm if base.norm != "none" else "bn")
+    none = on.replace(norm="none")
+    return [GridPoint("BN, no weight decay", bn.replace(weight_decay=0.0), "bn_wd0"),
+            GridPoint(f"BN, weight decay {wd:g}", bn.replace(weight_decay=wd), "bn_wd"),
+            GridPoint("no BN, no weight decay", none.replace(weight_decay=0.0), "none_wd0"),
+            GridPoint(f"no BN, weight decay {wd:g}", none.replace(weight_decay=wd), "none_wd")]
+
+
+def train_only_grid(base: Config) -> list[GridPoint]:
+    """Frankle, Schwab & Morcos 2021 on LeNet: train everything, only the norms' gamma and beta
+    (all else frozen at its initialisation), or as many randomly chosen weights outside the
+    norms. The base's norm kind if it has gamma and beta, else BN; gamma/beta not frozen."""
+    kind = norm_kinds.get(base.norm)
+    norm = base.norm if kind.factory is not None and kind.scale else "bn"
+    on = base.replace(norm=norm, freeze_affine=False, track_weights=True, dropout_fc=False)
+    return [GridPoint("train everything", on.replace(train_only="all"), "all"),
+            GridPoint("train only gamma and beta", on.replace(train_only="bn"), "bn_only"),
+            GridPoint("train as many random weights", on.replace(train_only="random"),
+                      "random")]
+
+
+GRIDS["weight_decay"] = weight_decay_grid
+GRIDS["train_only"] = train_only_grid
+
+
+# Internal covariate shift (Santurkar et al. 2018, §2.2 and fig. 2; bnviz/ics.py, noisy_bn.py).
+ICS_EVERY = 47  # the page's and the library's eval_every: 5 measurements per full-data epoch
+# The page's and the library's activation and lr: ReLU, as the paper's networks, at an lr where
+# LeNet trains without BN too (ReLU without BN dies from lr 0.3 up, see LANDSCAPE_RELU_LR).
+ICS_ACTIVATION, ICS_LR = "relu", 0.1
+
+
+def ics_grid(base: Config) -> list[GridPoint]:
+    """BN, noisy BN (the base's noise_mean and noise_std) and no norm, with the base's lr and
+    activation, every run measuring internal covariate shift at every evaluation (the
+    `ics_probe` knob: ICS per layer and one unit's input distribution per layer)."""
+    on = base.replace(ics_probe=True, dropout_fc=False)
+    return [GridPoint("BN", on.replace(norm="bn"), "bn"),
+            GridPoint(f"noisy BN (noise mean within ±{base.noise_mean:g}, std up to "
+                      f"{base.noise_std:g})", on.replace(norm="noisy_bn"), "noisy_bn"),
+            GridPoint("no BN", on.replace(norm="none"), "none")]
+
+
+GRIDS["ics"] = ics_grid
+
+
+# Fine-tuning on a shifted part of the data, BN updating or frozen (bnviz/finetune.py).
+FINETUNE_LABELS = {
+    "update": "BN updating (train mode)",
+    "frozen_stats": "BN frozen: eval mode, gamma/beta learn",
+    "frozen_all": "BN frozen: eval mode, gamma/beta fixed",
+}
+
+
+def finetune_grid(base: Config) -> list[GridPoint]:
+    """Pretrain `epochs` on part A, then fine-tune on part B (the base's finetune_shift and
+    finetune_lr; finetune_epochs, or 1 when the base has none) once per BN treatment: BN
+    updating, BN in eval mode (running statistics frozen), and eval mode with gamma and beta
+    frozen too. The pretraining is the same run in all three (paired seeds)."""
+    on = base.replace(finetune_epochs=base.finetune_epochs or 1)
+    return [GridPoint(label, on.replace(finetune_bn=arm), arm)
+            for arm, label in FINETUNE_LABELS.items()]
+
+
+GRIDS["finetune"] = finetune_grid
+
+
+# Lite BN, d2l's exercise 4 (English edition): only the mean, or only the variance.
+def lite_grid(base: Config) -> list[GridPoint]:
+    """Full BN, mean-only BN, variance-only BN and no norm at the base's sites, every run
+    recording the distribution at each activation (`record_activations`), on paired seeds."""
+    on = base.replace(record_activations=True, dropout_fc=False)
+    return [GridPoint("full BN", on.replace(norm="bn"), "bn"),
+            GridPoint("mean only", on.replace(norm="bn_mean"), "bn_mean"),
+            GridPoint("variance only", on.replace(norm="bn_var"), "bn_var"),
+            GridPoint("no norm", on.replace(norm="none"), "none")]
+
+
+# BN before or after the activation, with the book's sigmoid and with ReLU.
+def placement_grid(base: Config, relu_lr: float | None = None) -> list[GridPoint]:
+    """BN (the base's kind, BN if it has none) before and after the activation, with sigmoid
+    and with ReLU, every run recording the distribution at each activation. Every arm trains
+    at the base's lr unless `relu_lr` gives the ReLU arms their own."""
+    on = base.replace(record_activations=True, dropout_fc=False,
+                      norm=base.norm if base.norm != "none" else "bn")
+    points = []
+    for act in ("sigmoid", "relu"):
+        lr = relu_lr if act == "relu" and relu_lr else base.lr
+        for pos, name in (("before_act", "before"), ("after_act", "after")):
+            points.append(GridPoint(f"BN {name} the {act}",
+                                    on.replace(activation=act, norm_position=pos, lr=lr),
+                                    f"{name}_{act}"))
+    return points
+
+
+GRIDS["lite"] = lite_grid
+GRIDS["placement"] = placement_grid

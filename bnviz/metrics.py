@@ -58,6 +58,10 @@ class Metric:
     # measured only in runs whose config asks for it (a knob), never in every run.
     applies: Callable[[Any], bool] | None = None
     help: str = ""
+    # What one call of the probe costs at one evaluation, in training examples' worth of
+    # forward + backward (bnviz.cost counts it, so a hosted server caps probe schedules);
+    # None: free. Metrics that share one computation declare it on one of them only.
+    work: Callable[[Any], float] | None = None
 
     def value(self, view) -> float:
         """This metric of one run (a RunView), NaN when the run has none."""
@@ -147,9 +151,11 @@ def probes(cfg=None) -> tuple[Metric, ...]:
                  and (cfg is None or m.applies is None or m.applies(cfg)))
 
 
-def summary_defaults() -> dict[str, float]:
-    """The summary's metric entries before anything is measured."""
-    return {m.id: math.nan for m in METRICS.values() if m.source in ("eval", "final", "probe")}
+def summary_defaults(cfg=None) -> dict[str, float]:
+    """The summary's metric entries before anything is measured (with a config, only the
+    probe metrics that its run measures)."""
+    return {m.id: math.nan for m in METRICS.values() if m.source in ("eval", "final")
+            or m.source == "probe" and m in probes(cfg)}
 
 
 def format_estimate(mean: float, half: float, digits: int = 3) -> str:
@@ -158,3 +164,145 @@ def format_estimate(mean: float, half: float, digits: int = 3) -> str:
     if mean != mean:
         return "–"
     return f"{mean:.{digits}f}" + ("" if half != half else f" ± {half:.{digits}f}")
+
+
+# Modules whose probe metrics register themselves (imported last: they import this module).
+from bnviz import landscape  # noqa: E402,F401 - the loss landscape's probes (issue 20)
+from bnviz import activations  # noqa: E402,F401 - the distribution at each activation
+
+
+# -- weight norms (the weight-decay page; bnviz/optim.py) -------------------------------------
+
+def _weight_norm(layer: str) -> Callable[[MetricContext], float]:
+    def probe(ctx: MetricContext) -> float:
+        return float(getattr(ctx.net, layer).weight.detach().norm())
+    return probe
+
+
+for _layer in ("conv1", "conv2", "fc1", "fc2", "fc3"):
+    register(Metric(f"wnorm_{_layer}", f"‖w‖ {_layer}", "probe", higher_is_better=None,
+                    grid=False, probe=_weight_norm(_layer),
+                    applies=lambda cfg: bool(getattr(cfg, "track_weights", False)),
+                    help=f"L2 norm of {_layer}'s weight (bias apart), at each evaluation"))
+del _layer
+
+
+# -- fine-tuning on a shifted part (bnviz/finetune.py; the drift: bnviz/drift.py) -------------
+
+def _finetunes(cfg) -> bool:
+    return getattr(cfg, "finetune_epochs", 0) > 0
+
+
+def _part_acc(part: int) -> Callable[[MetricContext], float]:
+    def probe(ctx: MetricContext) -> float:
+        from bnviz.finetune import part_accuracy
+        return part_accuracy(ctx.net, ctx.dataset, ctx.cfg.finetune_shift, part)
+    return probe
+
+
+def _part_work(cfg) -> float:
+    """One pass over a part's test images (the whole test set, or about half for "classes"),
+    in training examples' worth: a test-time forward costs about 0.4 of a training example."""
+    from bnviz import data
+    try:
+        n_test = data.sizes(cfg.dataset)[1]
+    except Exception:  # noqa: BLE001 - no data set to size: count the full test set
+        n_test = data.SIZES["full"][1]
+    return 0.4 * (n_test if cfg.finetune_shift == "rotated" else n_test / 2)
+
+
+def _drift(view) -> float:
+    from bnviz.drift import final_drift
+    return final_drift(view)
+
+
+for _part, _name in ((0, "a"), (1, "b")):
+    register(Metric(f"acc_part_{_name}", f"test acc, part {_name.upper()}", "probe",
+                    unit="accuracy", probe=_part_acc(_part), applies=_finetunes,
+                    work=_part_work,
+                    help=f"fine-tuning runs: test accuracy on part {_name.upper()}'s test "
+                         "images (finetune_shift) with the running statistics (eval mode)"))
+register(Metric("bn_drift", "running-mean drift (σ)", "derived", higher_is_better=None,
+                from_view=_drift, applies=_finetunes,
+                help="fine-tuning runs: how far BN's running means moved from the start of "
+                     "the fine-tuning to its end, in running standard deviations, averaged "
+                     "over channels and layers (0 when frozen)"))
+del _part, _name
+
+
+# -- internal covariate shift (Santurkar et al. 2018, §2.2; bnviz/ics.py, issue 20) -----------
+
+ICS_LAYERS = ("conv2", "fc1", "fc2", "fc3")  # bnviz.ics.ICS_LAYERS (conv1 has no earlier layer)
+
+
+def _ics_on(cfg) -> bool:
+    return bool(getattr(cfg, "ics_probe", False))
+
+
+def _ics(layer: str, stat: str) -> Callable[[MetricContext], float]:
+    def probe(ctx: MetricContext) -> float:
+        from bnviz.ics import at_evaluation  # one measurement per evaluation, memoised
+        return at_evaluation(ctx)[layer][stat]
+    return probe
+
+
+def _ics_over_training(stat: str) -> Callable[[Any], float]:
+    def of(view) -> float:
+        from bnviz.ics import over_training
+        return over_training(view, stat)
+    return of
+
+
+def _input_shift(view) -> float:
+    from bnviz.ics import input_shift
+    return input_shift(view)
+
+
+for _i, _layer in enumerate(ICS_LAYERS):
+    register(Metric(f"ics_l2_{_layer}", f"‖G − G′‖ {_layer}", "probe", higher_is_better=None,
+                    digits=4, grid=False, probe=_ics(_layer, "l2"), applies=_ics_on,
+                    # the whole measurement (1 + 4 passes) is made once, by the first metric
+                    work=(lambda cfg: 5 * cfg.batch_size) if _i == 0 else None,
+                    help=f"ICS: change of {_layer}'s weight gradient when the layers before "
+                         "it take their SGD step on the same batch"))
+    register(Metric(f"ics_cos_{_layer}", f"cos(G, G′) {_layer}", "probe",
+                    higher_is_better=None, grid=False, probe=_ics(_layer, "cos"),
+                    applies=_ics_on,
+                    help=f"ICS: cosine between {_layer}'s weight gradient before and after "
+                         "the earlier layers' SGD step on the same batch"))
+del _i, _layer
+
+
+def _unit_input(layer: str, stat: str) -> Callable[[MetricContext], float]:
+    def probe(ctx: MetricContext) -> float:
+        from bnviz.ics import inputs_at_evaluation  # one forward per evaluation, memoised
+        return inputs_at_evaluation(ctx)[layer][stat]
+    return probe
+
+
+for _layer in ICS_LAYERS:
+    for _q in ("p5", "p25", "p50", "p75", "p95"):  # bnviz.ics.PERCENTILES
+        register(Metric(f"ics_in_{_layer}_{_q}", f"{_layer} input, unit 0, {_q}", "probe",
+                        higher_is_better=None, digits=4, grid=False,
+                        probe=_unit_input(_layer, _q), applies=_ics_on,
+                        # one forward of the 256 probe images (about 0.4 of a training
+                        # example each), counted once for all twenty
+                        work=(lambda cfg: 0.4 * 256)
+                        if (_layer, _q) == ("conv2", "p5") else None,
+                        help=f"{_q[1:]}th percentile of unit 0 of {_layer}'s input on a "
+                             "fixed probe batch (train mode), at each evaluation"))
+del _layer, _q
+register(Metric("ics_cos", "ICS cos(G, G′)", "derived", higher_is_better=None,
+                from_view=_ics_over_training("cos"), applies=_ics_on,
+                help="internal covariate shift as Santurkar et al. measure it: cos(G, G′), "
+                     "averaged over conv2, fc1, fc2, fc3 and the run's evaluations "
+                     "(1 = the earlier layers' step leaves the gradient's direction alone)"))
+register(Metric("ics_l2", "ICS ‖G − G′‖", "derived", higher_is_better=None, digits=4,
+                from_view=_ics_over_training("l2"), applies=_ics_on,
+                help="internal covariate shift: ‖G − G′‖₂, averaged over conv2, fc1, fc2, "
+                     "fc3 and the run's evaluations"))
+register(Metric("input_shift", "input shift (|Δ median|)", "derived", higher_is_better=None,
+                digits=4, from_view=_input_shift, applies=_ics_on,
+                help="how far the layers' inputs move over training: the change of unit 0's "
+                     "median input between consecutive evaluations (fixed probe batch), "
+                     "averaged over conv2, fc1, fc2, fc3 and the run"))

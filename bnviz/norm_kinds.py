@@ -260,6 +260,17 @@ for _k in (
              "bnviz.norms:batch_renorm",
              option="Batch Renormalization (Ioffe 2017)",
              knobs=("renorm_rmax", "renorm_dmax", "renorm_warmup"), **_BATCH),
+    # Santurkar et al. 2018, fig. 2: BN, then noise whose mean and variance per activation
+    # are redrawn every step (bnviz/noisy_bn.py); no noise in eval mode.
+    NormKind("noisy_bn", "noisy BN", "noisy BN (Santurkar et al. 2018: BN followed by noise "
+             "of mean ~ U(-noise_mean, noise_mean) and std ~ U(0, noise_std) per activation, "
+             "redrawn every step)", "bnviz.noisy_bn:noisy_batchnorm",
+             option="Noisy BN (BN + shifting noise, Santurkar et al. 2018)",
+             knobs=("noise_mean", "noise_std", "seed"), cost=1.3, cancels_bias=True,
+             eval_modes={"running": "BN's running statistics, no noise",
+                         "precise": "PreciseBN statistics, no noise",
+                         "batch": "the statistics of each test batch, noise added (train "
+                                  "mode)"}, **_BATCH),
     NormKind("layer", "LayerNorm", "LayerNorm", "bnviz.norms:layer_norm"),
     NormKind("group", "GroupNorm", "GroupNorm", "bnviz.norms:group_norm",
              cancels_bias=_one_channel_per_group),

@@ -248,6 +248,12 @@ def norm_batch(summary, metric: str = "test_acc_precise") -> Reading:
             if "layer@ref" in arms:
                 comps.append(compare(summary, "group@ref", "layer@ref", metric, what,
                                      "GroupNorm (2 groups)", "LayerNorm (1 group)"))
+        if f"renorm@m{lo}" in arms:  # Batch Renorm, the fix for small m, beside BN at m
+            comps.append(compare(summary, f"renorm@m{lo}", f"bn@m{lo}", metric, what,
+                                 f"Batch Renorm at m = {lo}", f"BN at m = {lo}"))
+            if f"renorm@m{hi}" in arms and lo != hi:
+                comps.append(compare(summary, f"renorm@m{lo}", f"renorm@m{hi}", metric, what,
+                                     f"Batch Renorm at m = {lo}", f"Batch Renorm at m = {hi}"))
     return Reading("norm_batch", tuple(comps), at_chance=at_chance(summary, metric))
 
 
@@ -319,3 +325,302 @@ def one_run(v, speed: bool = True) -> str:
         parts.append(f"Test accuracy swung by ±{fl:.3f} (std) over the last evaluations: see "
                      "the fluctuation chart.")
     return " ".join(parts)
+
+
+# -- the loss landscape (Santurkar et al. 2018; bnviz.landscape) -----------------------------
+
+LANDSCAPE_METRICS = (("landscape_band_mean", "loss band width"),
+                     ("landscape_gradpred_mean", "gradient change ‖∇L(w) − ∇L(w − s·g)‖"),
+                     ("landscape_beta_mean", "effective β-smoothness"))
+LANDSCAPE_ACTS = ("sigmoid", "relu")
+
+
+def landscape(summary) -> Reading:
+    """Per activation, BN against no BN on the three probe quantities (each run's mean over
+    its evaluations), and on test accuracy. The paper's ordering is BN's being smaller (verdict
+    "b" of bn vs none). Per activation `facts[act]` is "paper" (BN smaller on band and gradient
+    change, intervals apart), "reversed" (BN larger on either), "mixed" or "same"/"too few";
+    `at_chance`: arms whose test accuracy stayed at chance level (a flat landscape there
+    means no progress, not smoothness)."""
+    comps, facts = [], {}
+    for act in LANDSCAPE_ACTS:
+        a, b = f"bn_{act}", f"none_{act}"
+        mine = [compare(summary, a, b, m, what, f"BN ({act})", f"no BN ({act})", digits=3,
+                        larger=True) for m, what in LANDSCAPE_METRICS]
+        mine.append(compare(summary, a, b, "test_acc_precise", "test accuracy",
+                            f"BN ({act})", f"no BN ({act})"))
+        comps += mine
+        v = [c.verdict for c in mine[:2]]
+        facts[act] = ("too few" if "too few" in v else "paper" if v == ["b", "b"] else
+                      "reversed" if "a" in v else "same" if v == ["same", "same"] else "mixed")
+        facts[f"n_{act}"] = min(mine[0].ea.n, mine[0].eb.n)
+    return Reading("landscape", tuple(comps), facts=facts,
+                   at_chance=at_chance(summary, "test_acc_precise"))
+
+
+def _landscape_phrase(c: Comparison) -> str:
+    d = 3
+    pair = (f"{c.ea.mean:.{d}g} ± {c.ea.half:.{d}g} with BN vs {c.eb.mean:.{d}g} ± "
+            f"{c.eb.half:.{d}g} without")
+    if c.verdict == "b":
+        return f"smaller with BN ({pair}, intervals apart)"
+    if c.verdict == "a":
+        return f"larger with BN ({pair}, intervals apart)"
+    if c.verdict == "same":
+        return f"no difference detectable ({pair}; the intervals overlap)"
+    return "not enough finished runs"
+
+
+def landscape_text(r: Reading) -> str:
+    """The page's and the findings' one plain paragraph: what the seeded numbers show."""
+    parts = []
+    for act, lr_note in (("sigmoid", "the book's sigmoid"), ("relu", "ReLU")):
+        cs = [c for c in r.comparisons if c.a == f"bn_{act}"]
+        if not cs:
+            continue
+        band, grad, beta, acc = cs
+        n = r.facts.get(f"n_{act}", 0)
+        s = (f"With {lr_note} (n = {n} paired seeds, each run's mean over training, ± 95% "
+             f"CI): loss band width {_landscape_phrase(band)}; gradient change "
+             f"{_landscape_phrase(grad)}; β-smoothness {_landscape_phrase(beta)}")
+        verdict = r.facts.get(act)
+        s += {"paper": ": the paper's ordering.",
+              "reversed": ": LeNet differs from the paper here.",
+              "mixed": ": only partly the paper's ordering.",
+              "same": ": no difference detectable.",
+              "too few": "."}.get(verdict, ".")
+        if f"none_{act}" in r.at_chance:
+            s += (f" Without BN the {act} network stayed at chance accuracy "
+                  f"({acc.eb.mean:.3f}): it sat on a plateau where a step barely changes the "
+                  "loss, so its narrow band there means no progress, not a smoother landscape.")
+        parts.append(s)
+    return " ".join(parts)
+
+
+# -- scale invariance and weight decay; training only gamma and beta (bnviz/optim.py) --------
+
+BN_LAYERS = ("conv1", "conv2", "fc1", "fc2")  # the layers a norm follows in LeNet-BN
+
+
+def weight_decay(summary) -> Reading:
+    """What weight decay does with BN (it shrinks ‖w‖, so the effective step η/‖w‖² of every
+    BN-followed layer grows) and without (plain L2 regularisation): test accuracy with and
+    without decay in each, and each BN-followed layer's final ‖w‖."""
+    what = "test accuracy (PreciseBN)"
+    comps = [compare(summary, "bn_wd", "bn_wd0", "test_acc_precise", what,
+                     "BN with weight decay", "BN without"),
+             compare(summary, "none_wd", "none_wd0", "test_acc_precise", what,
+                     "no BN with weight decay", "no BN without")]
+    comps += [compare(summary, "bn_wd", "bn_wd0", f"final_wnorm_{layer}",
+                      f"final ‖w‖ of {layer}", "BN with weight decay", "BN without",
+                      larger=True) for layer in BN_LAYERS]
+    shrunk = [c for c in comps[2:] if c.verdict == "b"]
+    facts = {"layers_shrunk": tuple(c.metric[len("final_wnorm_"):] for c in shrunk),
+             "n": min(c.ea.n for c in comps)}
+    return Reading("weight_decay", tuple(comps), at_chance=at_chance(summary,
+                                                                      "test_acc_precise"),
+                   facts=facts)
+
+
+def train_only(summary) -> Reading:
+    """Frankle et al. 2021's comparison on LeNet: only gamma and beta trained against as many
+    random weights and against everything; and how many channels gamma switches off."""
+    from bnviz.weights import GAMMA_OFF
+    what = "test accuracy (PreciseBN)"
+    names = {"all": "training everything", "bn_only": "only gamma and beta",
+             "random": "as many random weights"}
+    comps = [compare(summary, a, b, "test_acc_precise", what, names[a], names[b])
+             for a, b in (("bn_only", "random"), ("bn_only", "all"), ("random", "all"))]
+    comps.append(compare(summary, "bn_only", "all", "final_gamma_off",
+                         f"fraction of channels with |gamma| < {GAMMA_OFF:g}", names["bn_only"],
+                         names["all"], larger=True))
+    return Reading("train_only", tuple(comps),
+                   at_chance=at_chance(summary, "test_acc_precise"))
+
+
+# -- internal covariate shift and noisy BN (Santurkar et al. 2018, §2.2, fig. 2; bnviz/ics.py) --
+
+ICS_NAMES = {"bn": "BN", "noisy_bn": "noisy BN", "none": "no BN"}
+
+
+def ics(summary) -> Reading:
+    """BN against no BN on ICS as the paper measures it (cos(G, G′) and ‖G − G′‖, each run's
+    mean over layers and evaluations), noisy BN against BN on test accuracy and on how far the
+    layers' inputs move (input_shift), and each arm's accuracy. Facts:
+    - "ics": "reduced" (BN's cos(G, G′) higher, intervals apart: its earlier layers' step
+      turns the gradient less), "not reduced" (the same or lower: the paper's finding),
+      "too few";
+    - "noisy_acc": "same" (noisy BN trains about as well as BN: the paper), "bn" (BN better),
+      "noisy" (noisy BN better), "too few";
+    - "noisy_shift": "more" (noisy BN's inputs move more than BN's: the paper), "less",
+      "same", "not measured" (the inputs not recorded), "too few";
+    - "n": the fewest finished seeds of any arm."""
+    names = ICS_NAMES
+    acc = "test accuracy (PreciseBN)"
+    cos = compare(summary, "bn", "none", "ics_cos", "cos(G, G′)", names["bn"], names["none"])
+    l2 = compare(summary, "bn", "none", "ics_l2", "‖G − G′‖", names["bn"], names["none"],
+                 digits=4, larger=True)
+    noisy_acc = compare(summary, "noisy_bn", "bn", "test_acc_precise", acc, names["noisy_bn"],
+                        names["bn"])
+    shift = compare(summary, "noisy_bn", "bn", "input_shift", "input shift (mean |Δ median| "
+                    "of a unit's input between evaluations)", names["noisy_bn"], names["bn"],
+                    digits=4, larger=True)
+    shift_none = compare(summary, "none", "bn", "input_shift", "input shift (mean |Δ median| "
+                         "of a unit's input between evaluations)", names["none"],
+                         names["bn"], digits=4, larger=True)
+    bn_acc = compare(summary, "bn", "none", "test_acc_precise", acc, names["bn"],
+                     names["none"])
+    comps = (cos, l2, noisy_acc, shift, shift_none, bn_acc)
+    v = cos.verdict
+    facts = {"ics": "too few" if v == "too few" else "reduced" if v == "a" else "not reduced",
+             "noisy_acc": {"same": "same", "a": "noisy", "b": "bn"}.get(noisy_acc.verdict,
+                                                                      "too few"),
+             "n": min(cos.ea.n, cos.eb.n, noisy_acc.ea.n)}
+    if math.isnan(shift.ea.mean) or math.isnan(shift.eb.mean):
+        facts["noisy_shift"] = "not measured"
+    else:
+        facts["noisy_shift"] = {"a": "more", "b": "less", "same": "same"}.get(shift.verdict,
+                                                                           "too few")
+    return Reading("ics", comps, facts=facts,
+                   at_chance=at_chance(summary, "test_acc_precise"))
+
+
+def ics_text(r: Reading) -> str:
+    """The page's and the findings' plain paragraph: what the seeded numbers show, beside the
+    paper's claims (ICS by the gradient measure not reduced by BN; noisy BN trains about as
+    well as BN while its layers' inputs shift far more)."""
+    cos, l2, noisy_acc, shift, shift_none, bn_acc = r.comparisons
+    n = r.facts.get("n", 0)
+
+    def pair(c: Comparison, d: int = 3) -> str:
+        return (f"{c.ea.mean:.{d}f} ± {c.ea.half:.{d}f} ({c.name_a}) vs "
+                f"{c.eb.mean:.{d}f} ± {c.eb.half:.{d}f} ({c.name_b})")
+    if n < 2:
+        return "Not enough finished runs (fewer than two seeds per arm) to read this grid."
+    s = [f"n = {n} paired seeds, mean ± 95% CI."]
+    s.append({"reduced": f"By the paper's gradient measure BN reduces internal covariate "
+                         f"shift here: cos(G, G′) {pair(cos)}, intervals apart — LeNet "
+                         f"differs from the paper's deep networks.",
+              "not reduced": f"By the paper's gradient measure BN does not reduce internal "
+                             f"covariate shift: cos(G, G′) {pair(cos)}"
+                             + (", intervals apart (lower with BN)" if cos.verdict == "b"
+                                else ", the intervals overlap")
+                             + " — as Santurkar et al. found."}[r.facts["ics"]])
+    s.append(f"‖G − G′‖: {pair(l2, 4)}"
+             + (" (intervals apart)." if l2.verdict in ("a", "b") else " (intervals overlap)."))
+    s.append({"same": f"Noisy BN trains about as well as BN: {noisy_acc.what} "
+                      f"{pair(noisy_acc)}, the intervals overlap (the paper's finding).",
+              "bn": f"BN beats noisy BN on {noisy_acc.what}: {pair(noisy_acc)}, intervals "
+                    f"apart — with these noise scales LeNet does not bear the paper out.",
+              "noisy": f"Noisy BN beats BN on {noisy_acc.what}: {pair(noisy_acc)}, intervals "
+                       f"apart."}.get(r.facts["noisy_acc"], ""))
+    s.append({"more": f"Its layers' inputs move far more than BN's: input shift "
+                      f"{pair(shift, 4)}, intervals apart — distributional stability is not "
+                      f"what makes BN work.",
+              "less": f"Its layers' inputs move less than BN's: input shift {pair(shift, 4)}.",
+              "same": f"Its layers' inputs move no measurably more than BN's: input shift "
+                      f"{pair(shift, 4)}, the intervals overlap.",
+              "not measured": "These runs did not record their layers' inputs, so input "
+                              "shift is not measured."}.get(r.facts["noisy_shift"], ""))
+    if "none" in r.at_chance:
+        s.append(f"Without BN the network stayed at chance accuracy ({bn_acc.eb.mean:.3f}): "
+                 "its ICS numbers describe a network that is not learning.")
+    return " ".join(x for x in s if x)
+
+
+# -- fine-tuning with BN frozen or updating (bnviz/finetune.py; arms: experiments.finetune_grid)
+
+FINETUNE_NAMES = {"update": "BN updating", "frozen_stats": "BN frozen (γ/β learn)",
+                  "frozen_all": "BN frozen (γ/β fixed)"}
+
+
+def finetune(summary) -> Reading:
+    """After fine-tuning on part B: frozen running statistics against updating ones on the new
+    part and on the old one, frozen gamma/beta against learning ones on the new part, and how
+    far the running means moved. Verdict "moved" when the updating arm's drift is above 0
+    (its interval too) and every frozen arm's is exactly 0; "still" when even the updating
+    arm's interval reaches 0; "too few" below two seeds."""
+    arms = [a for a in FINETUNE_NAMES if a in set(summary.arm)]
+    _est(summary, "update", "acc_part_b")  # the reference must exist
+    comps = []
+    for a, b, metric_id, what in (
+            ("frozen_stats", "update", "acc_part_b", "test accuracy on part B (new)"),
+            ("frozen_stats", "update", "acc_part_a", "test accuracy on part A (old)"),
+            ("frozen_all", "frozen_stats", "acc_part_b", "test accuracy on part B (new)"),
+            ("update", "frozen_stats", "bn_drift", "running-mean drift (σ)")):
+        if a in arms and b in arms:
+            comps.append(compare(summary, a, b, metric_id, what, FINETUNE_NAMES[a],
+                                 FINETUNE_NAMES[b], larger=metric_id == "bn_drift"))
+    drift = {a: _est(summary, a, "bn_drift") for a in arms}
+    frozen = [drift[a] for a in arms if a != "update"]
+    up = drift["update"]
+    if up.n < 2 or any(e.n < 2 for e in frozen):
+        verdict = "too few"
+    elif up.mean - up.half > 0 and all(e.mean == 0 for e in frozen):
+        verdict = "moved"
+    elif up.mean - up.half <= 0:
+        verdict = "still"
+    else:
+        verdict = "frozen moved"  # a frozen arm's statistics moved: a bug, said out loud
+    return Reading("finetune", tuple(comps), verdict,
+                   {"drift": {a: (e.mean, e.half, e.n) for a, e in drift.items()}},
+                   at_chance=at_chance(summary, "acc_part_b"))
+
+
+def finetune_text(r: Reading) -> str:
+    """The drift verdict in one sentence, with its numbers."""
+    d = r.facts.get("drift", {})
+    if r.verdict == "too few" or "update" not in d:
+        return "Not enough finished runs (fewer than two seeds per arm) to read the drift."
+    m, h, n = d["update"]
+    frozen = ", ".join(f"{FINETUNE_NAMES[a]} {v[0]:.3f}" for a, v in d.items() if a != "update")
+    return {"moved": f"Updating, the running means moved by {m:.3f} ± {h:.3f} running "
+                     f"standard deviations over the fine-tuning (n = {n} seeds); frozen, by "
+                     f"exactly 0 ({frozen}): eval mode keeps part A's statistics bit for bit.",
+            "still": f"Updating, the running means moved by {m:.3f} ± {h:.3f} running "
+                     f"standard deviations (n = {n} seeds), an interval that reaches 0: these "
+                     f"seeds cannot tell that drift from none; frozen, by exactly 0 "
+                     f"({frozen}).",
+            "frozen moved": f"A frozen arm's running means moved ({frozen}): they should "
+                            "not — a bug."}[r.verdict]
+
+
+def _than(c: Comparison, b: str) -> str:
+    """'higher than b' / 'lower than b' (intervals apart), or why no difference is claimed."""
+    return {"a": f"higher than {b}", "b": f"lower than {b}",
+            "same": f"not distinguishable from {b} (the 95% intervals overlap)",
+            "too few": f"not yet comparable with {b} (too few finished seeds)"}[c.verdict]
+
+
+def weight_decay_text(r: Reading) -> str:
+    """The weight-decay page's and the findings' plain paragraph."""
+    acc_bn, acc_none, *norms = r.comparisons
+    n = r.facts.get("n", 0)
+    shrunk = r.facts.get("layers_shrunk", ())
+    if shrunk:
+        lead = (f"With BN, weight decay left a smaller final ‖w‖ at {', '.join(shrunk)} "
+                f"(intervals apart), so a larger effective step η/‖w‖² there")
+    else:
+        lead = "With BN, no layer's final ‖w‖ differed detectably with weight decay"
+    return (f"{lead}. Test accuracy (PreciseBN) with weight decay: with BN "
+            f"{acc_bn.ea.mean:.3f}, {_than(acc_bn, f'{acc_bn.eb.mean:.3f} without')}; "
+            f"without BN {acc_none.ea.mean:.3f}, "
+            f"{_than(acc_none, f'{acc_none.eb.mean:.3f} without')}. n = {n} paired seeds."
+            + (" Without BN the network stayed at chance accuracy on some arm (the book's "
+               "sigmoid LeNet learns slowly without BN), so that comparison says little."
+               if {"none_wd0", "none_wd"} & set(r.at_chance) else ""))
+
+
+def train_only_text(r: Reading) -> str:
+    """The train-only page's and the findings' plain paragraph."""
+    bn_rand, bn_all, rand_all, off = r.comparisons
+
+    def pm(e) -> str:
+        return f"{e.mean:.3f} ± {e.half:.3f}" if e.n > 1 else f"{e.mean:.3f}"
+    n = min(bn_rand.ea.n, bn_rand.eb.n, bn_all.eb.n)
+    return (f"Training only gamma and beta reached {pm(bn_all.ea)} test accuracy "
+            f"(PreciseBN, mean ± 95% CI, n = {n} paired seeds): "
+            f"{_than(bn_rand, f'as many random weights, {pm(bn_rand.eb)}')}; "
+            f"{_than(bn_all, f'training everything, {pm(bn_all.eb)}')}. "
+            f"{off.what[0].upper() + off.what[1:]}: {off.ea.mean:.1%} with only gamma and "
+            f"beta trained, {off.eb.mean:.1%} when everything trains.")

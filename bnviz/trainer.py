@@ -14,11 +14,13 @@ from bnviz import data as data_mod
 from bnviz.config import Config
 from bnviz.evaluation import evaluate, kept_buffers, mode
 from bnviz.events import BNSnapshot, EpochEnd, Evaluation, RunEnded, RunStarted, Step
+from bnviz.finetune import Plan as PhasePlan
 from bnviz.metrics import (EVAL_MODES, FINAL_MODES, MetricContext, eval_fields, probes,
                            summary_defaults)
 from bnviz.model import (build_lenet, count_params, has_running_stats, norm_layers,
                          running_stats, scale_shift)
 from bnviz.schedule import epoch_plan, probe_size
+from bnviz.optim import make_optimizer
 
 Listener = Callable[[object], None]
 # A loss this far above chance (ln 10 ≈ 2.3) means the run has blown up even if it is finite:
@@ -106,7 +108,7 @@ class Trainer:
         self._train_time = 0.0
         self._examples = 0
         self._total = -1
-        self.summary = {"status": "running", **summary_defaults(), "examples_per_sec": 0.0,
+        self.summary = {"status": "running", **summary_defaults(self.cfg), "examples_per_sec": 0.0,
                         "iterations": 0, "epochs_done": 0}
         status, reason = "finished", ""
         try:
@@ -149,12 +151,12 @@ class Trainer:
                                   ds.test_x.to(device), ds.test_y.to(device), ds.source,
                                   ds.origin)
         net = self.build(cfg).to(device)
-        params = [p for p in net.parameters() if p.requires_grad]
-        opt = torch.optim.SGD(params, lr=cfg.lr)
-        n = len(ds.train_y)
+        opt = make_optimizer(net, cfg)  # bnviz/optim.py: weight decay, train_only
+        phases = PhasePlan(cfg, ds)  # bnviz/finetune.py: part A, then part B when fine-tuning
+        n = phases.n
         plan = epoch_plan(n, cfg.batch_size, cfg.devices)
         bs, steps = plan.batch_size, plan.steps
-        total = steps * cfg.epochs
+        total = steps * phases.epochs
         self._total = total
         self.summary.update(data_source=ds.source, data=ds.description, device=str(device),
                             n_params=count_params(net), config_id=cfg.config_id(),
@@ -173,7 +175,8 @@ class Trainer:
         losses = torch.zeros(steps, device=device)
         correct = torch.zeros(steps, device=device)
         sizes = torch.zeros(steps, device=device)
-        for epoch in range(cfg.epochs):
+        for epoch in range(phases.epochs):
+            train_x, train_y = phases.start(epoch, net, opt)
             perm = torch.randperm(n, generator=gen).to(device)
             net.train()
             flushed = 0
@@ -185,7 +188,8 @@ class Trainer:
                     return
                 t_step = time.perf_counter()
                 idx = perm[b * bs:(b + 1) * bs]
-                xb, yb = ds.train_x.index_select(0, idx), ds.train_y.index_select(0, idx)
+                xb, yb = train_x.index_select(0, idx), train_y.index_select(0, idx)
+                phases.hold()  # frozen BN stays in eval mode while fine-tuning
                 out = net(xb)
                 loss = F.cross_entropy(out, yb)
                 opt.zero_grad(set_to_none=True)

@@ -52,11 +52,13 @@ def sentence(text: str) -> str:
 
 def norm_batch_figure(table, m_of: dict, refs: list[str], revision: str = "",
                       y: str = "test_acc_running") -> go.Figure:
-    """BN's test accuracy against examples per BN (mean, 95% CI, seeds as dots), with each
+    """BN's (and Batch Renorm's) test accuracy against examples per BN (mean, 95% CI, seeds
+    as dots), with each
     batch-independent norm as a horizontal reference: its mean (dashed) and 95% CI band.
     `m_of` maps BN's arm ids to m, `refs` are the references' arm ids."""
-    bn = table[table.arm.isin(list(m_of))].assign(per_bn=lambda d: d.arm.map(m_of),
-                                                   series="BN")
+    bn = table[table.arm.isin(list(m_of))].assign(
+        per_bn=lambda d: d.arm.map(m_of),
+        series=lambda d: d.arm.map(lambda a: norm_kinds.LABELS[a.split("@")[0]]))
     fig = charts.sweep_figure(bn, "per_bn", "series", log_x=True, revision=revision, y=y,
                               ytitle={"test_acc_running": "test acc, running stats",
                                       "test_acc_precise": "test acc, PreciseBN"}[y],
@@ -132,6 +134,17 @@ st.markdown(
     f"and positions and never look across the batch, so their training is identical for "
     f"every m: each is trained **once**, at batch {SGD} on one device, and drawn as a "
     f"horizontal line with its 95% CI band.")
+steps = -(-60000 // SGD) * base.epochs if not base.train_size else None
+st.markdown(
+    f"**Batch Renorm** (Ioffe 2017, *Batch Renormalization*) is the fix proposed for small "
+    f"normalisation batches: it normalises with the batch statistics, then corrects the "
+    f"result by r = σ_B/σ and d = (μ_B − μ)/σ against the running averages, clipped to "
+    f"[1/r_max, r_max] and [−d_max, d_max] and treated as constants in the backward pass, so "
+    f"training sees roughly what eval mode will. It starts as BN and relaxes r_max from 1 to "
+    f"{base.renorm_rmax:g} and d_max from 0 to {base.renorm_dmax:g} over the first "
+    f"{base.renorm_warmup} steps (the paper's warm-up"
+    + (f"; these {base.epochs}-epoch runs take about {steps} steps)" if steps else ")")
+    + ". It is drawn beside BN at the same m, on the same paired seeds.")
 bad = _configs_ok(points)
 for b in bad:
     st.error(b)

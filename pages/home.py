@@ -1,12 +1,11 @@
 import pandas as pd
 import streamlit as st
 
-from bnviz import norm_kinds
-from bnviz.config import PRESET_LABELS, SITE_WIDTH, SITES, Config
+from bnviz.config import PRESET_LABELS
 from bnviz.dashboard import charts, compare
 from bnviz.dashboard.nav import via_app
 from bnviz.library import data_text, open_library
-from bnviz.library.catalog import PAGES, QUESTION
+from bnviz.library.catalog import PAGES, QUESTION, answers_text
 
 via_app()  # first request after a server start: rerun through app.py
 
@@ -17,10 +16,9 @@ bnviz trains LeNet on Fashion-MNIST — the model of the BatchNorm chapter of
 experiment you can run, look at and share as a link.
 """)
 # The table is the menu's list of pages (bnviz/library/catalog.py), so it cannot fall behind
-# it; the bias page's parameter count is computed from the default config, not written down.
-cancelled = sum(SITE_WIDTH[s] for s in SITES if norm_kinds.cancels_bias(Config(), s))
+# it (the README's list of pages is rendered from the same entries).
 st.markdown("| page | what it answers |\n|---|---|\n" + "\n".join(
-    f"| **{p.title}** | {p.answers.format(cancelled=cancelled)} |" for p in PAGES if p.answers))
+    f"| **{p.title}** | {answers_text(p)} |" for p in PAGES if p.answers))
 st.markdown("""
 Every comparison runs each configuration on several paired seeds (a *Seeds* control on each
 question page) and shows the mean with its 95% confidence interval and every seed as a dot; a

@@ -269,6 +269,13 @@ def render(out: Path) -> str:
     return "\n\n".join(parts)
 
 
+def render_pages() -> str:
+    """README's list of pages: the About page's table, from the same catalog entries."""
+    from bnviz.library.catalog import PAGES, answers_text
+    return table([[f"**{p.title}**", f"`/{p.id}`", answers_text(p)] for p in PAGES
+                  if p.answers], ["page", "address", "what it answers"])
+
+
 def from_library(tmp: Path) -> Path:
     from bnviz.library import LIBRARY_FILE, Library
     from bnviz.library.build import export
@@ -285,12 +292,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out) if args.out else from_library(Path(tmp))
         body, d2l = render(out), render_d2l(out)
+    pages = render_pages()
     if args.print:
-        print(d2l + "\n\n" + body)
+        print(pages + "\n\n" + d2l + "\n\n" + body)
         return 0
     readme = Path(args.readme)
     text = replace_block(readme.read_text(), "findings", body)
     text = replace_block(text, "d2l", d2l)
+    text = replace_block(text, "pages", pages)
     readme.write_text(text)
     print(f"findings: wrote {len(body.splitlines())} lines into {readme}")
     return 0

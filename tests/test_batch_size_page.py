@@ -30,7 +30,8 @@ def test_page_separates_the_normalisation_batch_from_the_sgd_batch():
     assert "**2 epochs**" in text  # the page's epochs default, stated
     assert next(n for n in at.number_input if n.label == "Epochs").value == 2
     per_bn = next(m for m in at.multiselect if m.label == "Examples per BN (m)")
-    assert per_bn.value == [4, 16, 64, 256]
+    assert per_bn.value == [2, 4, 16, 64, 256]  # down to Wu & He's 2 per GPU
+    assert "**Batch Renorm** (Ioffe 2017" in text and "over the first 500 steps" in text
     labels = [b.label for b in at.button]
     assert "▶ Run the normalisation-batch sweep" in labels
     assert "▶ Run the SGD-batch sweep" in labels and "▶ Run the batch-1 runs" in labels

@@ -26,6 +26,8 @@ def test_readme_findings_are_the_rendering_of_the_results_library():
     readme = (ROOT / "README.md").read_text()
     out = rendered()
     assert block(readme, "findings") in out and block(readme, "d2l") in out
+    assert block(readme, "pages") in out  # the list of pages: the catalog's, as About shows it
+    assert "`/lite-bn`" in block(readme, "pages")
     assert "not measured yet" not in block(readme, "findings")
     assert "± " in block(readme, "findings") and "n = 5" in block(readme, "findings")
 

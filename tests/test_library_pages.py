@@ -11,7 +11,12 @@ PAGES = {"ablation": "all four BN layers has the higher test accuracy",
          "learning_rate": "largest lr at which every seed trained",
          "bias": "with bias minus without", "devices": "Lost moving statistics",
          "gamma_beta": "final train loss", "fluctuation": "running statistics",
-         "batch_size": "What these runs show"}
+         "batch_size": "What these runs show",
+         "lite_bn": "against full BN", "placement": "BN after the sigmoid",
+         "weight_decay": "Test accuracy (PreciseBN) with weight decay",
+         "train_only": "Training only gamma and beta reached",
+         "ics": "By the paper's gradient measure BN",
+         "finetune": "running standard deviations"}
 
 
 def texts(at) -> str:

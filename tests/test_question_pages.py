@@ -7,7 +7,8 @@ from bnviz.experiments import dataparallel_grid, with_seeds
 from tests.apptest import button, open_page, seed_intervals, wait_until_idle
 
 PAGES = ["batch_size", "inside_bn", "fluctuation", "devices", "bias", "learning_rate",
-         "gamma_beta"]
+         "gamma_beta", "weight_decay", "train_only", "lite_bn", "placement",
+         "finetune", "ics"]
 TINY = {"dataset": "subset", "train_size": "256", "epochs": "1"}
 
 

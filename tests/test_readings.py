@@ -106,6 +106,17 @@ def test_norm_batch_ends_and_references_and_chance():
     assert r.at_chance == ("group@ref",)
 
 
+def test_norm_batch_puts_batch_renorm_beside_bn_at_the_smallest_m():
+    r = readings.norm_batch(s({"bn@m2": {"test_acc_precise": LOW},
+                               "bn@m256": {"test_acc_precise": HIGH},
+                               "renorm@m2": {"test_acc_precise": HIGH},
+                               "renorm@m256": {"test_acc_precise": WIDE}}))
+    fix = r.comparison("renorm@m2", "bn@m2")
+    assert fix.verdict == "a" and "Batch Renorm at m = 2" in fix.text()
+    assert r.comparison("renorm@m2", "renorm@m256").verdict == "same"
+    assert r.comparison("bn@m2", "bn@m256").verdict == "b"
+
+
 def test_fluctuation_and_batch1_compare_two_metrics_of_one_arm():
     r = readings.fluctuation(s({"three_ways": {
         "fluct_running": [0.05, 0.06, 0.04, 0.05, 0.05], "fluct_precise": [0.01] * 5,

@@ -34,3 +34,5 @@ def warm(page_base) -> None:
     equivalence(bias)
     batch = page_base("batch-size")
     batch_one(batch.dataset, batch.seed)
+    from bnviz.dashboard import weights
+    weights.warm(page_base)  # the weight-decay page's scale test

@@ -187,6 +187,8 @@ def summary_view(summary: pd.DataFrame) -> pd.DataFrame:
         if col in SUMMARY_HIDDEN or col not in summary:
             continue
         m = metric(col)
+        if m.applies is not None and summary[col].isna().all():
+            continue  # measured only where a knob asks for it, and no run here does
         out[m.label] = [format_estimate(v, h, m.digits)
                         for v, h in zip(summary[col], summary[f"{col}_ci"])]
     if summary["ended_badly"].any():

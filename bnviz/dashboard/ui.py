@@ -32,12 +32,17 @@ LABELS = {
     "eval_every": "Evaluate every N iterations (0 = per epoch)",
     "snapshot_every": "gamma/beta snapshot every N iterations (0 = at evaluations)",
     "conv1_padding": "conv1 padding",
+    "finetune_epochs": "Fine-tuning epochs (0 = off)", "finetune_bn": "BN while fine-tuning",
+    "finetune_shift": "Fine-tuning data (part B)", "finetune_lr": "Fine-tuning lr (0 = lr)",
 }
 CHOICE_LABELS = {  # the norm kinds' labels come from their registry (option_label)
     "before_act": "before the activation (d2l)", "after_act": "after the activation",
     "running": "running statistics (PyTorch default)",
     "precise": "PreciseBN (recomputed for current weights)", "batch": "batch statistics",
     "auto": "auto", "full": "full Fashion-MNIST", "subset": "bundled subset (5k/1k)",
+    "update": "updating (train mode)", "frozen_stats": "frozen (eval mode), gamma/beta learn",
+    "frozen_all": "frozen (eval mode), gamma/beta fixed",
+    "rotated": "rotated 90° (upright, then turned)", "classes": "classes 0–4, then 5–9",
 }
 LOG_OPTIONS = {
     "batch_size": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096],

@@ -20,10 +20,18 @@ from bnviz.experiments import (DEFAULT_SEEDS, GridPoint, NORM_BATCH_SGD, ablatio
                                lr_grid, norm_batch_grid, presets_grid, with_seeds)
 
 LIBRARY_SEEDS = DEFAULT_SEEDS  # paired seeds 0..4 per configuration
+from bnviz.experiments import landscape_grid  # noqa: E402 - issue 20's loss landscape
+from bnviz.experiments import (ICS_ACTIVATION, ICS_EVERY, ICS_LR,  # noqa: E402 - issue 20's
+                               ics_grid)  # internal covariate shift and noisy BN
+from bnviz.landscape import PROBE_EVERY as LANDSCAPE_EVERY  # noqa: E402
+from bnviz.experiments import (WEIGHT_DECAY, train_only_grid,  # noqa: E402 - bnviz/optim.py
+                               weight_decay_grid)
+WD_EVAL_EVERY = 50  # the weight-decay page: ‖w‖ about 5 times per epoch of the full data
 
 # Control defaults of the pages whose grids take more than the base config.
 LRS = (0.1, 1.0, 3.0, 10.0, 30.0)
-PER_BN = (4, 16, 64, 256)
+PER_BN = (2, 4, 16, 64, 256)
+NORM_BATCH_NORMS = ("bn", "renorm")  # the batch-dependent norms of the normalisation-batch chart
 SGD_SIZES = (4, 16, 64, 256)
 SGD_NORMS = ("bn", "group", "layer", "none")
 
@@ -31,7 +39,8 @@ SGD_NORMS = ("bn", "group", "layer", "none")
 def norm_batch_points(base: Config, per_bn=PER_BN) -> list[GridPoint]:
     """The batch-size page's first chart: GroupNorm with 2 groups and one device whatever
     the link says, as every statement on that page assumes."""
-    return norm_batch_grid(base.replace(groups=2, devices=1), sorted(per_bn))
+    return norm_batch_grid(base.replace(groups=2, devices=1), sorted(per_bn),
+                           norms=NORM_BATCH_NORMS)
 
 
 def sgd_batch_points(base: Config, sizes=SGD_SIZES, norms=SGD_NORMS,
@@ -112,6 +121,43 @@ PAGES: tuple[Page, ...] = (
     Page("gamma-beta", "gamma_beta.py", "gamma and beta", ":material/tune:",
          "How the learned scale and shift of every layer spread over training, and what "
          "freezing them changes."),
+    Page("landscape", "landscape.py", "The loss landscape", ":material/landscape:",
+         "Why does BN help? Santurkar et al. (2018)'s measurement on your own LeNet: how much "
+         "the loss and the gradient change along the gradient step, with and without BN, "
+         "sigmoid and ReLU, over training."),
+    Page("ics", "ics.py", "Internal covariate shift, measured", ":material/swap_calls:",
+         "Does BN reduce internal covariate shift, and does that matter? Santurkar et al. "
+         "(2018)'s two experiments on your own LeNet: each layer's gradient before and after "
+         "the earlier layers' step, with and without BN; and noisy BN, whose layers' inputs "
+         "shift on purpose, beside its accuracy."),
+    Page("weight-decay", "weight_decay.py", "Scale invariance and weight decay",
+         ":material/compress:",
+         "With BN after a layer, scaling its weights changes nothing, so ‖w‖ only sets the "
+         "effective step η/‖w‖²: each layer's ‖w‖ and η/‖w‖² over training with and without "
+         "weight decay, with and without BN, and what it does to accuracy (van Laarhoven "
+         "2017; Li & Arora 2019)."),
+    Page("train-only", "train_only.py", "Train only gamma and beta", ":material/lock:",
+         "Every weight frozen at its random initialisation except BN's gamma and beta "
+         "(Frankle et al. 2021): what LeNet reaches, against as many random weights and "
+         "against training everything, and how many channels gamma switches off."),
+)
+PAGES += (
+    Page("finetune", "finetune.py", "BN when fine-tuning", ":material/rotate_90_degrees_ccw:",
+         "Pretrain on upright images, fine-tune on rotated ones with BN updating or frozen in "
+         "eval mode (γ/β learning or fixed): how far the running statistics move (exactly 0 "
+         "when frozen) and the accuracy on the old and the new part."),
+)
+PAGES += (
+    Page("lite-bn", "lite_bn.py", "Lite BN: only the mean, or only the variance",
+         ":material/contrast:",
+         "d2l's exercise 4: BN that only subtracts the mean, or only divides by the standard "
+         "deviation, against full BN and no norm — accuracy, loss, fluctuation, and what each "
+         "does to the per-channel mean and variance the activation sees."),
+    Page("placement", "placement.py", "BN before or after the activation",
+         ":material/swap_horiz:",
+         "BN before the activation (d2l) or after it, with sigmoid and with ReLU: accuracy, "
+         "and the distribution at the activation's input and output (what the sigmoid sees "
+         "when BN comes after it)."),
 )
 PAGE = {p.id: p for p in PAGES}
 
@@ -180,8 +226,74 @@ QUESTIONS: tuple[Question, ...] = (
              heading="Batch size 1 (the bundled subset, 2,000 images, lr 0.02, ReLU)",
              cli="bnviz library show --only batch1"),
 )
+QUESTIONS += (
+    Question("landscape", "landscape", "The loss landscape with and without BN",
+             landscape_grid, {"epochs": 3, "eval_every": LANDSCAPE_EVERY},
+             read=readings.landscape,
+             heading="The loss landscape along the gradient (Santurkar et al. 2018, §3.1)",
+             cli=f"bnviz sweep landscape --epochs 3 --eval-every {LANDSCAPE_EVERY} --seeds 5"),
+)
+QUESTIONS += (
+    Question("ics", "ics", "Internal covariate shift and noisy BN", ics_grid,
+             {"epochs": 3, "eval_every": ICS_EVERY, "activation": ICS_ACTIVATION,
+              "lr": ICS_LR}, read=readings.ics,
+             heading=f"Internal covariate shift and noisy BN (Santurkar et al. 2018, §2.2; "
+                     f"{ICS_ACTIVATION}, lr {ICS_LR:g})",
+             cli=f"bnviz sweep ics --epochs 3 --eval-every {ICS_EVERY} --activation "
+                 f"{ICS_ACTIVATION} --lr {ICS_LR:g} --seeds 5"),
+)
+QUESTIONS += (
+    Question("weight_decay", "weight-decay", "Weight decay with and without BN",
+             weight_decay_grid, {"epochs": 3, "eval_every": WD_EVAL_EVERY,
+                                 "weight_decay": WEIGHT_DECAY},
+             read=readings.weight_decay,
+             heading=f"Scale invariance and weight decay ({WEIGHT_DECAY:g}; van Laarhoven "
+                     "2017, Li & Arora 2019)",
+             cli=f"bnviz sweep weight_decay --epochs 3 --eval-every {WD_EVAL_EVERY} "
+                 f"--weight-decay {WEIGHT_DECAY:g} --seeds 5"),
+    Question("train_only", "train-only", "Train only gamma and beta", train_only_grid,
+             {"epochs": 3}, read=readings.train_only,
+             heading="Training only gamma and beta (Frankle, Schwab & Morcos 2021)",
+             cli="bnviz sweep train_only --epochs 3 --seeds 5"),
+)
+from bnviz.experiments import finetune_grid  # noqa: E402 - beside its question
+
+# Fine-tuning: 2 epochs on part A, 1 on part B at a tenth of the pretraining lr (fine-tuning
+# lowers the lr; with BN frozen at lr 1.0 the network is one without normalisation at BN's
+# lr), a snapshot every 10 steps for the drift curve.
+FINETUNE_SETTINGS = {"epochs": 2, "finetune_epochs": 1, "finetune_lr": 0.1,
+                     "snapshot_every": 10}
+QUESTIONS += (
+    Question("finetune", "finetune", "BN frozen or updating when fine-tuning", finetune_grid,
+             FINETUNE_SETTINGS, read=readings.finetune,
+             heading="BN when fine-tuning on rotated images: frozen (eval mode) or updating",
+             cli="bnviz sweep finetune --epochs 2 --finetune-epochs 1 --finetune-lr 0.1 "
+                 "--snapshot-every 10 --seeds 5"),
+)
+from bnviz.experiments import lite_grid, placement_grid  # noqa: E402 - beside their questions
+
+LITE_EVERY = 47  # an evaluation (and the activations' distribution) 5 times per epoch
+QUESTIONS += (
+    Question("lite", "lite-bn", "Lite BN: mean only, variance only", lite_grid,
+             {"epochs": 3, "eval_every": LITE_EVERY}, read=readings.lite,
+             heading="Lite BN: only the mean or only the variance (d2l's exercise 4)",
+             cli=f"bnviz sweep lite --epochs 3 --eval-every {LITE_EVERY} --seeds 5"),
+    Question("placement", "placement", "BN before or after the activation", placement_grid,
+             {"epochs": 3, "eval_every": LITE_EVERY}, read=readings.placement,
+             heading="BN before or after the activation, sigmoid and ReLU",
+             cli=f"bnviz sweep placement --epochs 3 --eval-every {LITE_EVERY} --seeds 5"),
+)
 QUESTION = {q.key: q for q in QUESTIONS}
 assert all(q.page in PAGE for q in QUESTIONS), "a question names a page that PAGES lacks"
+
+
+def answers_text(page: Page) -> str:
+    """What a page answers, as the About page's table and the README's list of pages say it
+    (the bias page's parameter count computed from the default config, not written down)."""
+    from bnviz import norm_kinds
+    from bnviz.config import SITE_WIDTH, SITES
+    cancelled = sum(SITE_WIDTH[s] for s in SITES if norm_kinds.cancels_bias(Config(), s))
+    return page.answers.format(cancelled=cancelled)
 
 
 def page_settings(page: str) -> dict:

@@ -71,4 +71,8 @@ def run_grid(points: list[GridPoint], store: RunStore | None, reuse: bool = True
         out.mkdir(parents=True, exist_ok=True)
         table.to_csv(out / "results.csv", index=False)
         summarize(table).to_csv(out / "summary.csv", index=False)
+        # Every evaluation of every run (probe metrics such as the weight norms included).
+        pd.concat([v.evals_frame().assign(run=p.label, arm=p.arm, seed=p.config.seed,
+                                          run_id=v.run_id) for p, v in zip(points, views)],
+                  ignore_index=True).to_csv(out / "evals.csv", index=False)
     return table

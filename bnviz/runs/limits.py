@@ -63,16 +63,20 @@ class Limits:
         """Why `cfg` may not run here (empty: it may). `n_train`, `n_test`: the sizes of the
         data set it would train on, before train_size."""
         errs = []
-        if self.max_epochs and cfg.epochs > self.max_epochs:
+        epochs = cfg.epochs + cfg.finetune_epochs  # fine-tuning epochs are epochs too
+        if self.max_epochs and epochs > self.max_epochs:
+            asked = (f"{cfg.epochs} + {cfg.finetune_epochs} fine-tuning" if cfg.finetune_epochs
+                     else f"{cfg.epochs}")
             errs.append(f"epochs is capped at {self.max_epochs} on this server "
-                        f"(asked for {cfg.epochs})")
+                        f"(asked for {asked})")
         n = cfg.train_size or n_train
         if self.max_train_size and n > self.max_train_size:
             errs.append(f"train-set size is capped at {self.max_train_size:,} on this server "
                         f"(asked for {n:,}); set train_size")
-        if self.max_work and n * cfg.epochs > self.max_work:
+        work = (n // 2 if cfg.finetune_epochs else n) * epochs  # fine-tuning: halves
+        if self.max_work and work > self.max_work:
             errs.append(f"epochs × training examples is capped at {self.max_work:,} on this "
-                        f"server (asked for {n * cfg.epochs:,})")
+                        f"server (asked for {work:,})")
         if self.max_seconds:
             c = cost_mod.estimate(cfg, n_train, n_test)
             s = c.seconds()
@@ -82,7 +86,10 @@ class Limits:
                     f"this run would take {cost_mod.describe_seconds(s)} here "
                     f"({c.train_steps:,} training steps, {c.eval_points:,} evaluations of "
                     f"{c.eval_examples:,} test-time forward passes in all, "
-                    f"{c.snapshots:,} snapshots); this server allows "
+                    f"{c.snapshots:,} snapshots"
+                    + (f", probes worth {c.probe_examples:,} training examples' forward and "
+                       "backward passes" if c.probe_examples else "")
+                    + "); this server allows "
                     f"{cost_mod.describe_seconds(self.max_seconds).removeprefix('about ')} "
                     f"per run: {', '.join(tips)}")
         return errs
