@@ -113,15 +113,3 @@ for _site in SITES:
                                  help="the distribution at this activation, on the step's "
                                       "training batch (bnviz/activations.py)"))
             METRIC_IDS += (_m.id,)
-
-
-def frame(view, site: str, side: str):
-    """One run's statistics at one site and side over training: a DataFrame with iteration,
-    epoch and one column per statistic (empty when the run did not record them)."""
-    import pandas as pd
-    ev = view.evals_frame() if callable(getattr(view, "evals_frame", None)) else pd.DataFrame()
-    cols = {metric_id(site, side, s): s for s in stats_of(side)}
-    have = [c for c in cols if c in ev]
-    if ev.empty or not have:
-        return pd.DataFrame(columns=["iteration", "epoch", *cols.values()])
-    return ev[["iteration", "epoch", *have]].rename(columns=cols)

@@ -191,6 +191,13 @@ def _eval_output(case: _Case) -> Finding:
     return Finding(f"eval output, {case.label}", d < TOL and moved <= TOL, detail, d)
 
 
+def _training_step():
+    """A training step's forward: autograd on, as in training. The book's module takes the
+    training path only where `torch.is_grad_enabled()` (its prediction path runs under
+    torch.no_grad, as d2l evaluates), so a forward under no_grad would be a prediction."""
+    return torch.enable_grad()
+
+
 def _weight(old, new, batch) -> float:
     """The weight w of the new batch in new = (1 − w)·old + w·batch (least squares)."""
     step = batch - old
@@ -231,7 +238,7 @@ def _running(case: _Case, report: Report) -> list[Finding]:
     n = case.n()
     olds, ws, var_fit = case.stats(mine), [], {}
     for x in case.xs[:2]:
-        with torch.no_grad():
+        with _training_step():
             mine(x)
         mean_b = x.mean(dim=case.axes).reshape(-1)
         var_b = x.var(dim=case.axes, unbiased=False).reshape(-1)
@@ -242,7 +249,7 @@ def _running(case: _Case, report: Report) -> list[Finding]:
             var_fit[kind] = max(var_fit.get(kind, 0.0),
                                 _rel(new[1], (1 - w) * olds[1] + w * v))
         olds = new
-    with torch.no_grad():
+    with _training_step():
         for x in case.xs[:2]:
             ref(x)
         mine(case.xs[2]), ref(case.xs[2])
@@ -278,12 +285,12 @@ def _replica(case: _Case, report: Report) -> list[Finding]:
     mine, ref = case.pair()
     before = case.stats(mine)
     mine.train(), ref.train()
-    with torch.no_grad():
+    with _training_step():
         dp_replica(mine)(case.xs[0])
         dp_replica(ref)(case.xs[0])
     after = case.stats(mine)
     kept = bool(torch.any(after[0] != before[0]))
-    with torch.no_grad():
+    with _training_step():
         mine(case.xs[0])
     moves = bool(torch.any(case.stats(mine)[0] != after[0]))
     d = max(_rel(after[0], ref.running_mean), _rel(after[1], ref.running_var))

@@ -88,9 +88,10 @@ class Config:
                               "grow linearly from 1 and 0 (BN) to their values (0 = at once)",
                               lo=0, hi=1_000_000, group="bn")
     # Noisy BN's noise (norm "noisy_bn" only; bnviz/noisy_bn.py, Santurkar et al. 2018 fig. 2).
-    noise_mean: float = knob(0.5, "noisy BN: every step, each activation's noise mean is drawn "
-                             "from U(-noise_mean, noise_mean)", lo=0.0, hi=10.0, group="bn")
-    noise_std: float = knob(1.0, "noisy BN: every step, each activation's noise std is drawn "
+    noise_mean: float = knob(0.25, "noisy BN: every step, each activation's noise mean is "
+                             "drawn from U(-noise_mean, noise_mean)", lo=0.0, hi=10.0,
+                             group="bn")
+    noise_std: float = knob(0.5, "noisy BN: every step, each activation's noise std is drawn "
                             "from U(0, noise_std)", lo=0.0, hi=10.0, group="bn")
     # What SGD updates (bnviz/optim.py): weight decay, and which parameters train at all.
     weight_decay: float = knob(0.0, "SGD weight decay (L2 penalty wd/2·‖w‖² on every trained "

@@ -37,7 +37,7 @@ _SEED_MASK = 2**63 - 1
 
 class NoisyBatchNorm(nn.Module):
     def __init__(self, num_features: int, num_dims: int, momentum: float = 0.1,
-                 eps: float = 1e-5, noise_mean: float = 0.5, noise_std: float = 1.0,
+                 eps: float = 1e-5, noise_mean: float = 0.25, noise_std: float = 0.5,
                  seed: int = 0):
         super().__init__()
         if noise_mean < 0 or noise_std < 0:
@@ -96,6 +96,6 @@ class NoisyBatchNorm(nn.Module):
 
 
 def noisy_batchnorm(num_features: int, num_dims: int, *, momentum: float, eps: float,
-                    noise_mean: float = 0.5, noise_std: float = 1.0, seed: int = 0,
+                    noise_mean: float = 0.25, noise_std: float = 0.5, seed: int = 0,
                     **_) -> nn.Module:
     return NoisyBatchNorm(num_features, num_dims, momentum, eps, noise_mean, noise_std, seed)

@@ -34,9 +34,10 @@ rate, so its probe steps are the same: the book's sigmoid at the lr control, ReL
 {LANDSCAPE_RELU_LR:g} (without BN a ReLU LeNet dies at lr 0.3 and above).""")
 base, problems = grid_controls(("dataset", "train_size", "epochs", "seed", "batch_size", "lr",
                                 "eval_every"), "landscape")
-st.caption(f"Probes at every evaluation: every {base.eval_every} steps and at each epoch end"
-           if base.eval_every else "Probes at every evaluation: once per epoch (eval_every 0)."
-           " Each probe costs 6 forward and backward passes of one training batch.")
+when = (f"every {base.eval_every} steps and at each epoch end" if base.eval_every
+        else "once per epoch (eval_every 0)")
+st.caption(f"A probe at every evaluation: {when}. Each costs 6 forward and backward passes of "
+           "one training batch (the server's cost estimate counts them).")
 
 if not problems:
     points = seeded(landscape_grid(base), "landscape")

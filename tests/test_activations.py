@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from bnviz import activations, data
+from bnviz.dashboard import distributions
 from bnviz.config import SITES, make_config
 from bnviz.evaluation import kept_buffers
 from bnviz.model import build_lenet
@@ -86,9 +87,9 @@ def test_recording_changes_no_step_and_lands_in_the_run(kw):
     train(cfg.replace(record_activations=True), [probed])
     plain, probed = plain.view(), probed.view()
     assert plain.steps_frame().loss.tolist() == probed.steps_frame().loss.tolist()  # bitwise
-    frame = activations.frame(probed, "fc1", "act_in")
+    frame = distributions.frame(probed, "fc1", "act_in")
     assert len(frame) == len(probed.evals) > 1 and frame["p50"].notna().all()
-    assert activations.frame(plain, "fc1", "act_in").empty
+    assert distributions.frame(plain, "fc1", "act_in").empty
     assert "act_fc1_act_in_p50" not in plain.summary
 
 

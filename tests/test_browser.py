@@ -157,6 +157,9 @@ QUESTION_PAGES = {"ablation": "5 paired seeds", "batch-size": "5 paired seeds",
                   "bias": "5 paired seeds", "devices": "5 paired seeds",
                   "fluctuation": "5 paired seeds", "gamma-beta": "5 paired seeds",
                   "learning-rate": "5 paired seeds", "lab": "5 seeds of this configuration"}
+# The pages past the chapter: the issues ask for their answer within 5 s of opening.
+NEW_PAGES = {p: "5 paired seeds" for p in ("lite-bn", "placement", "landscape", "ics",
+                                            "weight-decay", "train-only", "finetune")}
 MENU = "Questions, answered by experiment"
 
 
@@ -174,12 +177,13 @@ def open_from_menu(page, path: str) -> float:
         if not link.count():
             page.locator("header").get_by_text("bnviz", exact=True).click()
     else:
+        from bnviz.library.catalog import PAGE
         link = page.locator(f'a[href$="/{path}"]')
         for _ in range(3):
             if link.is_visible():
                 break
             page.keyboard.press("Escape")
-            page.locator("header").get_by_text(MENU).click()
+            page.locator("header").get_by_text(PAGE[path].section).click()
             page.wait_for_timeout(300)
     link = page.locator(f'a[href$="/{path}"]').first
     t0 = time.time()
@@ -206,7 +210,7 @@ def test_question_pages_open_with_the_library_answer(tmp_path, browser):
         print(f"\nfresh server: About shown and warm {time.time() - t0:.1f} s after the "
               f"first request; {log.read_text().split('bnviz: warm in')[1].splitlines()[0]}")
         menu, link = {}, {}
-        for path, source in QUESTION_PAGES.items():
+        for path, source in {**QUESTION_PAGES, **NEW_PAGES}.items():
             t0 = open_from_menu(page, path)
             try:
                 wait_until(lambda: answered(page, path, source), timeout=30, every=0.05)
@@ -218,7 +222,7 @@ def test_question_pages_open_with_the_library_answer(tmp_path, browser):
                     f"{page.get_by_text(source).count()} times; now {answered(page, path, source)}"
                     ) from None
             menu[path] = time.time() - t0
-        for path, source in QUESTION_PAGES.items():
+        for path, source in {**QUESTION_PAGES, **NEW_PAGES}.items():
             t0 = time.time()
             page.goto(f"{url}/{path}")
             wait_until(lambda: answered(page, path, source), timeout=30, every=0.05)
@@ -226,7 +230,8 @@ def test_question_pages_open_with_the_library_answer(tmp_path, browser):
         for name, took in (("from the menu", menu), ("from a link", link)):
             print(f"seconds to the library's answer {name}: " +
                   ", ".join(f"{k} {v:.2f}" for k, v in took.items()))
-        assert max(menu.values()) < 2.0, menu
-        assert max(link.values()) < 3.0, link  # includes starting the app in the browser
+        assert max(menu[p] for p in QUESTION_PAGES) < 2.0, menu
+        assert max(link[p] for p in QUESTION_PAGES) < 3.0, link  # starts the app in the browser
+        assert max(max(menu[p], link[p]) for p in NEW_PAGES) < 5.0, (menu, link)
     rows = sqlite3.connect(db).execute("SELECT COUNT(*) FROM runs").fetchone()[0]
     assert rows == 0  # served from the library: nothing queued, nothing trained

@@ -79,6 +79,66 @@ def test_nn_batchnorm_itself_is_built_pytorch_style_and_agrees():
     assert by_check(report)["train output, conv (4, 4, 5, 5)"].diff == 0.0
 
 
+# The chapter's code as printed (d2l-en §8.5 / zh §7.5): it takes its training path only
+# where autograd is on (`torch.is_grad_enabled()`), its prediction path under torch.no_grad.
+BOOK_AS_PRINTED = '''
+# The BatchNorm module d2l's chapter writes from scratch (English/Chinese editions, §8.5/7.5).
+import torch
+from torch import nn
+
+
+def batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum):
+    if not torch.is_grad_enabled():
+        X_hat = (X - moving_mean) / torch.sqrt(moving_var + eps)
+    else:
+        assert len(X.shape) in (2, 4)
+        if len(X.shape) == 2:
+            mean = X.mean(dim=0)
+            var = ((X - mean) ** 2).mean(dim=0)
+        else:
+            mean = X.mean(dim=(0, 2, 3), keepdim=True)
+            var = ((X - mean) ** 2).mean(dim=(0, 2, 3), keepdim=True)
+        X_hat = (X - mean) / torch.sqrt(var + eps)
+        moving_mean = momentum * moving_mean + (1.0 - momentum) * mean
+        moving_var = momentum * moving_var + (1.0 - momentum) * var
+    Y = gamma * X_hat + beta
+    return Y, moving_mean.data, moving_var.data
+
+
+class BatchNorm(nn.Module):
+    def __init__(self, num_features, num_dims):
+        super().__init__()
+        if num_dims == 2:
+            shape = (1, num_features)
+        else:
+            shape = (1, num_features, 1, 1)
+        self.gamma = nn.Parameter(torch.ones(shape))
+        self.beta = nn.Parameter(torch.zeros(shape))
+        self.moving_mean = torch.zeros(shape)
+        self.moving_var = torch.ones(shape)
+
+    def forward(self, X):
+        if self.moving_mean.device != X.device:
+            self.moving_mean = self.moving_mean.to(X.device)
+            self.moving_var = self.moving_var.to(X.device)
+        Y, self.moving_mean, self.moving_var = batch_norm(
+            X, self.gamma, self.beta, self.moving_mean,
+            self.moving_var, eps=1e-5, momentum=0.9)
+        return Y
+'''
+
+
+def test_the_book_code_as_printed_is_checked_in_training_with_autograd_on(tmp_path):
+    p = write(tmp_path, "d2l_bn.py", BOOK_AS_PRINTED)
+    report = check_batchnorm(load_class(f"{p}:BatchNorm"))
+    f = by_check(report)
+    assert report.momentum == pytest.approx(0.1, abs=1e-5)  # it moves: a training step
+    assert report.running_var.startswith("biased")
+    assert report.replica_keeps_stats is False and "LOST" in \
+        f["DataParallel replica, FC (8, 4)"].detail
+    assert f["train output, FC (8, 4)"].ok and f["eval output, conv (4, 4, 5, 5)"].ok
+
+
 def test_the_book_module_loses_its_statistics_on_a_replica(tmp_path):
     p = write(tmp_path, "book.py", "from bnviz.norms import BookBatchNorm as BatchNorm\n")
     code, out = cli(f"{p}:BatchNorm")

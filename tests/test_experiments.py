@@ -35,7 +35,12 @@ def test_sweeps_vary_only_what_they_sweep():
         (b, s) for b in (True, False) for s in (0, 1, 2))
     assert {p.label for p in seeded} == {"bias on", "bias off"}
     assert set(GRIDS) == {"ablation", "batch_size", "norm_batch", "lr", "devices",
-                          "dataparallel", "bias", "fluctuation", "presets"}
+                          "dataparallel", "bias", "fluctuation", "presets", "landscape", "ics",
+                          "weight_decay", "train_only", "finetune", "lite", "placement"}
+    for name, grid in GRIDS.items():  # every grid the CLI offers names its arms, uniquely
+        points = grid(base)
+        arms = [p.arm for p in points]
+        assert points and all(arms) and len(set(arms)) == len(arms), name
 
 
 def test_presets_grid_is_the_chapters_three_runs():

@@ -205,15 +205,16 @@ def table(rows):
 
 def test_reading_claims_differences_only_where_intervals_separate():
     s = table({"update": {"acc_part_a": [0.2, 0.21, 0.19], "acc_part_b": [0.8, 0.81, 0.79],
-                          "bn_drift": [0.5, 0.6, 0.55]},
+                          "bn_drift": [0.5, 0.6, 0.55], "train_loss": [0.8, 0.9, 0.85]},
                "frozen_stats": {"acc_part_a": [0.5, 0.52, 0.48], "acc_part_b": [0.6, 0.9, 0.7],
-                                "bn_drift": [0.0, 0.0, 0.0]},
+                                "bn_drift": [0.0, 0.0, 0.0], "train_loss": [1.8, 1.9, 2.0]},
                "frozen_all": {"acc_part_a": [0.5, 0.5, 0.5], "acc_part_b": [0.1, 0.11, 0.1],
-                              "bn_drift": [0.0, 0.0, 0.0]}})
+                              "bn_drift": [0.0, 0.0, 0.0], "train_loss": [2.2, 2.3, 2.2]}})
     r = readings.finetune(s)
     assert r.verdict == "moved"
     assert r.comparison("frozen_stats", "update", "acc_part_a").verdict == "a"
     assert r.comparison("frozen_stats", "update", "acc_part_b").verdict == "same"
+    assert r.comparison("frozen_stats", "update", "train_loss").verdict == "a"
     assert r.comparison("frozen_all", "frozen_stats", "acc_part_b").verdict == "b"
     assert r.comparison("update", "frozen_stats", "bn_drift").verdict == "a"
     assert r.at_chance == ("frozen_all",)

@@ -3,6 +3,7 @@ independent computations: G and G′ on the same batch, G′ after exactly the e
 SGD step, the probe leaving the model and the next steps bit for bit unchanged, and noisy
 BN's noise having the configured distribution."""
 import copy
+import functools
 import math
 from types import SimpleNamespace
 
@@ -20,8 +21,13 @@ from bnviz.speed.lenet import build_fast
 from bnviz.trainer import Trainer
 
 
+@functools.lru_cache(maxsize=1)
+def _subset():
+    return data.load("subset", 512, torch.device("cpu"), 0)
+
+
 def batch(n=32):
-    ds = data.load("subset", 512, torch.device("cpu"), 0)
+    ds = _subset()
     return ds.train_x[:n], ds.train_y[:n]
 
 
@@ -232,3 +238,20 @@ def test_a_hosted_server_refuses_an_expensive_probe_schedule_with_its_estimate()
     assert errs and "this run would take" in errs[-1]
     assert cost.estimate(dense, 60000, 10000).probe_examples == round(
         cost.estimate(dense, 60000, 10000).eval_points * (5 * 256 + 0.4 * 256))
+
+
+def test_the_cli_sweep_writes_ics_csv(tmp_path, capsys):
+    import csv
+
+    from bnviz.cli import main
+    assert main(["sweep", "ics", "--dataset", "subset", "--train-size", "256", "--batch-size",
+                 "64", "--epochs", "1", "--eval-every", "2", "--precise-samples", "64",
+                 "--seeds", "1", "--no-store", "--out", str(tmp_path)]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "ics.csv")))
+    assert [r["arm"] for r in rows] == ["bn"] * 2 + ["noisy_bn"] * 2 + ["none"] * 2
+    assert all(-1 <= float(r["ics_cos_fc1"]) <= 1 and float(r["ics_l2_fc1"]) >= 0
+               for r in rows)
+    assert all(float(r["ics_in_fc2_p5"]) <= float(r["ics_in_fc2_p95"]) for r in rows)
+    results = list(csv.DictReader(open(tmp_path / "results.csv")))
+    assert all(r["ics_cos"] and r["input_shift"] for r in results)
+    assert "Not enough finished runs" in capsys.readouterr().out  # one seed: no claim

@@ -92,7 +92,7 @@ def test_reading_follows_the_intervals():
     assert r.facts == {"ics": "not reduced", "noisy_acc": "same", "noisy_shift": "more", "n": 5}
     text = readings.ics_text(r)
     assert "n = 5 paired seeds" in text and "does not reduce" in text
-    assert "lower with BN" in text and "trains about as well as BN" in text
+    assert "lower with BN" in text and "no difference in test accuracy (PreciseBN)" in text
     assert "move far more than BN's" in text
     # BN's cos higher, intervals apart: "reduced"; noisy BN worse, apart: "bn"
     s.loc[s.arm == "bn", "ics_cos"] = 1.2
@@ -107,3 +107,18 @@ def test_reading_follows_the_intervals():
     s["n"] = 1
     assert readings.ics(s).facts["ics"] == "too few"
     assert "Not enough finished runs" in readings.ics_text(readings.ics(s))
+
+
+def test_a_tiny_grid_run_from_the_page_draws_its_answer():
+    from tests.apptest import button, wait_until_idle
+    params = {"dataset": "subset", "train_size": "256", "batch_size": "64", "epochs": "1",
+              "eval_every": "2", "seeds": "2"}
+    at = open_page("ics", params)
+    assert not at.exception, at.exception
+    button(at, "▶ Run the experiment").click().run()
+    wait_until_idle(6, 300)
+    at.run()
+    assert not at.exception, at.exception
+    text = "\n".join(m.value for m in at.markdown)
+    assert "n = 2 paired seeds" in text
+    assert len(at.get("plotly_chart")) >= 4  # cos, ‖G − G′‖, the distributions, accuracy

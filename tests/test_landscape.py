@@ -249,3 +249,23 @@ def test_the_cli_sweep_writes_the_probes_over_training(tmp_path):
     assert len(rows) == 4 * 2 and (rows.landscape_band >= 0).all()
     res = pd.read_csv(out / "results.csv")
     assert res.landscape_band_mean.notna().all()
+
+
+@pytest.mark.slow
+def test_the_cost_benchmark_runs_in_its_tiny_mode(tmp_path):
+    """benchmarks/landscape.py end to end (the timing itself is never asserted)."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    out = tmp_path / "l.json"
+    r = subprocess.run([sys.executable, "benchmarks/landscape.py", "--tiny", "--probe", "both",
+                        "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rep = json.loads(out.read_text())
+    assert rep["tiny"] and len(rep["rounds"]) == 1 and rep["median_ratio"] > 0
+    assert rep["probe"] == "both"
+    assert rep["rounds"][0]["probed_status"] == "finished"
+    assert rep["estimate_s"]["probed"] > rep["estimate_s"]["plain"]

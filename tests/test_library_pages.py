@@ -16,6 +16,7 @@ PAGES = {"ablation": "all four BN layers has the higher test accuracy",
          "weight_decay": "Test accuracy (PreciseBN) with weight decay",
          "train_only": "Training only gamma and beta reached",
          "ics": "By the paper's gradient measure BN",
+         "landscape": "With the book's sigmoid (n = 5 paired seeds",
          "finetune": "running standard deviations"}
 
 

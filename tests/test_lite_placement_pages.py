@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from bnviz import activations, readings
+from bnviz.dashboard import distributions
 from bnviz.dashboard import ui
 from bnviz.experiments import lite_grid, placement_grid, result_row, with_seeds
 from bnviz.config import make_config
@@ -47,7 +48,7 @@ def test_page_runs_its_grid_and_draws_what_the_activation_sees(page, grid, readi
     assert len(at.get("plotly_chart")) >= 4  # grid, accuracy, distributions
     # every run of the grid recorded the activations at each of its evaluations
     view = mgr.find(points[0].config)
-    f = activations.frame(view, "fc1", "act_in")
+    f = distributions.frame(view, "fc1", "act_in")
     assert len(f) == len(view.evals) >= 2 and f.p50.notna().all()
 
 

@@ -8,7 +8,7 @@ from tests.apptest import button, open_page, seed_intervals, wait_until_idle
 
 PAGES = ["batch_size", "inside_bn", "fluctuation", "devices", "bias", "learning_rate",
          "gamma_beta", "weight_decay", "train_only", "lite_bn", "placement",
-         "finetune", "ics"]
+         "finetune", "ics", "landscape"]
 TINY = {"dataset": "subset", "train_size": "256", "epochs": "1"}
 
 

@@ -3,7 +3,6 @@ their readings and CLI sweeps, on tables and runs whose answer is checked here."
 import math
 
 import pandas as pd
-import pytest
 
 from bnviz import readings
 from bnviz.cli import main

@@ -11,6 +11,17 @@ from bnviz.dashboard import charts
 from bnviz.dashboard import compare
 
 
+def frame(view, site: str, side: str):
+    """One run's statistics at one site and side over training: a DataFrame with iteration,
+    epoch and one column per statistic (empty when the run did not record them)."""
+    ev = view.evals_frame() if callable(getattr(view, "evals_frame", None)) else pd.DataFrame()
+    cols = {activations.metric_id(site, side, s): s for s in activations.stats_of(side)}
+    have = [c for c in cols if c in ev]
+    if ev.empty or not have:
+        return pd.DataFrame(columns=["iteration", "epoch", *cols.values()])
+    return ev[["iteration", "epoch", *have]].rename(columns=cols)
+
+
 def views_by_arm(table: pd.DataFrame, get) -> dict[str, list]:
     """{arm label: [RunView of each finished seed]} from a grid's runs table; `get` maps a
     run id to its view (ui.manager().get)."""
@@ -53,7 +64,7 @@ def percentile_figure(runs: dict[str, object], site: str, side: str,
     fig = make_subplots(rows=1, cols=max(1, len(labels)), shared_yaxes=True,
                         subplot_titles=labels or None)
     for j, label in enumerate(labels, start=1):
-        f = activations.frame(runs[label], site, side)
+        f = frame(runs[label], site, side)
         if f.empty:
             continue
         c = charts.PALETTE[(j - 1) % len(charts.PALETTE)]

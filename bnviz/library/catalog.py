@@ -15,18 +15,23 @@ from typing import Callable
 
 from bnviz import readings
 from bnviz.config import Config, validate
-from bnviz.experiments import (DEFAULT_SEEDS, GridPoint, NORM_BATCH_SGD, ablation_grid,
-                               batch_size_grid, bias_grid, dataparallel_grid, fluctuation_grid,
-                               lr_grid, norm_batch_grid, presets_grid, with_seeds)
+from bnviz.experiments import (DEFAULT_SEEDS, GridPoint, ICS_ACTIVATION, ICS_EVERY, ICS_LR,
+                               NORM_BATCH_SGD, WEIGHT_DECAY, ablation_grid, batch_size_grid,
+                               bias_grid, dataparallel_grid, finetune_grid, fluctuation_grid,
+                               ics_grid, landscape_grid, lite_grid, lr_grid, norm_batch_grid,
+                               placement_grid, presets_grid, train_only_grid, weight_decay_grid,
+                               with_seeds)
+from bnviz.landscape import PROBE_EVERY as LANDSCAPE_EVERY
 
 LIBRARY_SEEDS = DEFAULT_SEEDS  # paired seeds 0..4 per configuration
-from bnviz.experiments import landscape_grid  # noqa: E402 - issue 20's loss landscape
-from bnviz.experiments import (ICS_ACTIVATION, ICS_EVERY, ICS_LR,  # noqa: E402 - issue 20's
-                               ics_grid)  # internal covariate shift and noisy BN
-from bnviz.landscape import PROBE_EVERY as LANDSCAPE_EVERY  # noqa: E402
-from bnviz.experiments import (WEIGHT_DECAY, train_only_grid,  # noqa: E402 - bnviz/optim.py
-                               weight_decay_grid)
 WD_EVAL_EVERY = 50  # the weight-decay page: ‖w‖ about 5 times per epoch of the full data
+LITE_EVERY = 47  # lite BN, placement: an evaluation (and the activations' distribution) 5 times
+# per epoch of the full data
+# Fine-tuning: 2 epochs on part A, 1 on part B at a tenth of the pretraining lr (fine-tuning
+# lowers the lr; with BN frozen at lr 1.0 the network is one without normalisation at BN's
+# lr), a snapshot every 10 steps for the drift curve.
+FINETUNE_SETTINGS = {"epochs": 2, "finetune_epochs": 1, "finetune_lr": 0.1,
+                     "snapshot_every": 10}
 
 # Control defaults of the pages whose grids take more than the base config.
 LRS = (0.1, 1.0, 3.0, 10.0, 30.0)
@@ -85,6 +90,8 @@ class Page:
 
 
 APP = "bnviz"
+WHY = "Why does BN help?"  # the menu's sections past the chapter
+VARIANTS = "BN's variants and exercises"
 PAGES: tuple[Page, ...] = (
     Page("", "home.py", "About bnviz", ":material/home:", "", APP),
     Page("lab", "lab.py", "Live lab", ":material/science:",
@@ -124,40 +131,36 @@ PAGES: tuple[Page, ...] = (
     Page("landscape", "landscape.py", "The loss landscape", ":material/landscape:",
          "Why does BN help? Santurkar et al. (2018)'s measurement on your own LeNet: how much "
          "the loss and the gradient change along the gradient step, with and without BN, "
-         "sigmoid and ReLU, over training."),
+         "sigmoid and ReLU, over training.", WHY),
     Page("ics", "ics.py", "Internal covariate shift, measured", ":material/swap_calls:",
          "Does BN reduce internal covariate shift, and does that matter? Santurkar et al. "
          "(2018)'s two experiments on your own LeNet: each layer's gradient before and after "
          "the earlier layers' step, with and without BN; and noisy BN, whose layers' inputs "
-         "shift on purpose, beside its accuracy."),
+         "shift on purpose, beside its accuracy.", WHY),
     Page("weight-decay", "weight_decay.py", "Scale invariance and weight decay",
          ":material/compress:",
          "With BN after a layer, scaling its weights changes nothing, so ‖w‖ only sets the "
          "effective step η/‖w‖²: each layer's ‖w‖ and η/‖w‖² over training with and without "
          "weight decay, with and without BN, and what it does to accuracy (van Laarhoven "
-         "2017; Li & Arora 2019)."),
+         "2017; Li & Arora 2019).", WHY),
     Page("train-only", "train_only.py", "Train only gamma and beta", ":material/lock:",
          "Every weight frozen at its random initialisation except BN's gamma and beta "
          "(Frankle et al. 2021): what LeNet reaches, against as many random weights and "
-         "against training everything, and how many channels gamma switches off."),
-)
-PAGES += (
+         "against training everything, and how many channels gamma switches off.", VARIANTS),
     Page("finetune", "finetune.py", "BN when fine-tuning", ":material/rotate_90_degrees_ccw:",
          "Pretrain on upright images, fine-tune on rotated ones with BN updating or frozen in "
          "eval mode (γ/β learning or fixed): how far the running statistics move (exactly 0 "
-         "when frozen) and the accuracy on the old and the new part."),
-)
-PAGES += (
+         "when frozen) and the accuracy on the old and the new part.", VARIANTS),
     Page("lite-bn", "lite_bn.py", "Lite BN: only the mean, or only the variance",
          ":material/contrast:",
          "d2l's exercise 4: BN that only subtracts the mean, or only divides by the standard "
          "deviation, against full BN and no norm — accuracy, loss, fluctuation, and what each "
-         "does to the per-channel mean and variance the activation sees."),
+         "does to the per-channel mean and variance the activation sees.", VARIANTS),
     Page("placement", "placement.py", "BN before or after the activation",
          ":material/swap_horiz:",
          "BN before the activation (d2l) or after it, with sigmoid and with ReLU: accuracy, "
          "and the distribution at the activation's input and output (what the sigmoid sees "
-         "when BN comes after it)."),
+         "when BN comes after it).", VARIANTS),
 )
 PAGE = {p.id: p for p in PAGES}
 
@@ -225,15 +228,11 @@ QUESTIONS: tuple[Question, ...] = (
     Question("batch1", "batch-size", "Batch size 1", batch1_points, read=readings.batch1,
              heading="Batch size 1 (the bundled subset, 2,000 images, lr 0.02, ReLU)",
              cli="bnviz library show --only batch1"),
-)
-QUESTIONS += (
     Question("landscape", "landscape", "The loss landscape with and without BN",
              landscape_grid, {"epochs": 3, "eval_every": LANDSCAPE_EVERY},
              read=readings.landscape,
              heading="The loss landscape along the gradient (Santurkar et al. 2018, §3.1)",
              cli=f"bnviz sweep landscape --epochs 3 --eval-every {LANDSCAPE_EVERY} --seeds 5"),
-)
-QUESTIONS += (
     Question("ics", "ics", "Internal covariate shift and noisy BN", ics_grid,
              {"epochs": 3, "eval_every": ICS_EVERY, "activation": ICS_ACTIVATION,
               "lr": ICS_LR}, read=readings.ics,
@@ -241,8 +240,6 @@ QUESTIONS += (
                      f"{ICS_ACTIVATION}, lr {ICS_LR:g})",
              cli=f"bnviz sweep ics --epochs 3 --eval-every {ICS_EVERY} --activation "
                  f"{ICS_ACTIVATION} --lr {ICS_LR:g} --seeds 5"),
-)
-QUESTIONS += (
     Question("weight_decay", "weight-decay", "Weight decay with and without BN",
              weight_decay_grid, {"epochs": 3, "eval_every": WD_EVAL_EVERY,
                                  "weight_decay": WEIGHT_DECAY},
@@ -255,25 +252,11 @@ QUESTIONS += (
              {"epochs": 3}, read=readings.train_only,
              heading="Training only gamma and beta (Frankle, Schwab & Morcos 2021)",
              cli="bnviz sweep train_only --epochs 3 --seeds 5"),
-)
-from bnviz.experiments import finetune_grid  # noqa: E402 - beside its question
-
-# Fine-tuning: 2 epochs on part A, 1 on part B at a tenth of the pretraining lr (fine-tuning
-# lowers the lr; with BN frozen at lr 1.0 the network is one without normalisation at BN's
-# lr), a snapshot every 10 steps for the drift curve.
-FINETUNE_SETTINGS = {"epochs": 2, "finetune_epochs": 1, "finetune_lr": 0.1,
-                     "snapshot_every": 10}
-QUESTIONS += (
     Question("finetune", "finetune", "BN frozen or updating when fine-tuning", finetune_grid,
              FINETUNE_SETTINGS, read=readings.finetune,
              heading="BN when fine-tuning on rotated images: frozen (eval mode) or updating",
              cli="bnviz sweep finetune --epochs 2 --finetune-epochs 1 --finetune-lr 0.1 "
                  "--snapshot-every 10 --seeds 5"),
-)
-from bnviz.experiments import lite_grid, placement_grid  # noqa: E402 - beside their questions
-
-LITE_EVERY = 47  # an evaluation (and the activations' distribution) 5 times per epoch
-QUESTIONS += (
     Question("lite", "lite-bn", "Lite BN: mean only, variance only", lite_grid,
              {"epochs": 3, "eval_every": LITE_EVERY}, read=readings.lite,
              heading="Lite BN: only the mean or only the variance (d2l's exercise 4)",

@@ -23,9 +23,12 @@ def _train(cfg) -> object:
 
 
 def run_grid(points: list[GridPoint], store: RunStore | None, reuse: bool = True,
-             out: Path | None = None, log=sys.stderr, jobs: int = 1) -> pd.DataFrame:
+             out: Path | None = None, log=None, jobs: int = 1) -> pd.DataFrame:
     """Train (or reuse) every point. jobs > 1 trains that many runs at once in separate
-    processes, each with cores/jobs torch threads, so they never fight over a core."""
+    processes, each with cores/jobs torch threads, so they never fight over a core. `log`:
+    where progress lines go (None: sys.stderr as it is at the call, not at import — a test's
+    captured stream may be closed by then)."""
+    log = log if log is not None else sys.stderr
     stored: dict[int, object] = {}
     library = None
     if reuse:

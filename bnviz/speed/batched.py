@@ -1,0 +1,158 @@
+"""M LeNets of one shape trained as one model (issue 23's batched trainer, first part).
+
+The M models' channels sit side by side: the convolutions are grouped (`groups=M`), the linear
+layers are batched matrix products, and each BatchNorm normalises its own model's channels (a
+BatchNorm over M·C channels takes every channel's statistics separately, so each model's are
+its own). Each model starts from the weights `bnviz.model.build_lenet` gives its own config
+and seed, reads its own batches (its own permutation, as the Trainer draws it) and steps with
+its own learning rate; one forward, one backward and one update serve all M. `model.py`
+stays the book's LeNet; `unbatch` gives model m back as a plain LeNet with the same numbers,
+so evaluation and everything after training are the ordinary code's.
+
+What may differ between the models of one batch (`batch_key`): the seed and the learning
+rate. Everything else that shapes the computation must be equal, or the configs go to
+separate batches. Supported: nn.BatchNorm or no norm at any sites, before or after the
+activation, sigmoid or ReLU, with or without the biases BN cancels, one device.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bnviz.config import SITES, Config
+from bnviz.model import build_lenet
+
+# The knobs that may differ inside one batch; every other knob must be equal.
+PER_RUN = ("seed", "lr")
+
+
+def batch_key(cfg: Config) -> tuple | None:
+    """Configs with equal keys can train as one batch; None: this config cannot be batched."""
+    if cfg.norm not in ("bn", "none") or cfg.devices != 1 or cfg.dropout_fc \
+            or cfg.freeze_affine or getattr(cfg, "train_only", "all") != "all" \
+            or getattr(cfg, "weight_decay", 0.0) or getattr(cfg, "finetune_epochs", 0):
+        return None
+    return tuple(sorted((k, v) for k, v in cfg.to_dict().items() if k not in PER_RUN))
+
+
+class BatchedLeNet(nn.Module):
+    """M LeNets (configs equal but for seed and lr) as one module. Input (N, M, H, W): model
+    m's batch in channel m; output (N, M, 10)."""
+
+    def __init__(self, configs: list[Config]):
+        super().__init__()
+        keys = {batch_key(c) for c in configs}
+        if None in keys or len(keys) != 1:
+            raise ValueError("these configs cannot train as one batch (batch_key differs)")
+        self.configs = list(configs)
+        self.m = m = len(configs)
+        nets = [build_lenet(c) for c in configs]
+        first = nets[0]
+        self.cfg = cfg = configs[0]
+        self.act = torch.sigmoid if cfg.activation == "sigmoid" else torch.relu
+        self.before = cfg.norm_position == "before_act"
+        c1, c2 = first.conv1, first.conv2
+        self.conv1 = nn.Conv2d(m, 6 * m, 5, padding=c1.padding, groups=m,
+                               bias=c1.bias is not None)
+        self.conv2 = nn.Conv2d(6 * m, 16 * m, 5, groups=m, bias=c2.bias is not None)
+        with torch.no_grad():
+            for name in ("conv1", "conv2"):
+                mine = getattr(self, name)
+                mine.weight.copy_(torch.cat([getattr(n, name).weight for n in nets]))
+                if mine.bias is not None:
+                    mine.bias.copy_(torch.cat([getattr(n, name).bias for n in nets]))
+        self.fc_w = nn.ParameterDict()
+        self.fc_b = nn.ParameterDict()
+        for name in ("fc1", "fc2", "fc3"):
+            self.fc_w[name] = nn.Parameter(torch.stack([getattr(n, name).weight.detach()
+                                                        for n in nets]).clone())
+            if getattr(first, name).bias is not None:
+                self.fc_b[name] = nn.Parameter(torch.stack([getattr(n, name).bias.detach()
+                                                            for n in nets]).clone())
+        self.norms = nn.ModuleDict()
+        for site in SITES:
+            layer = getattr(first, f"{site}_norm", None)
+            if layer is None:
+                continue
+            width = layer.num_features
+            bn = (nn.BatchNorm2d if site.startswith("conv") else nn.BatchNorm1d)(
+                width * m, layer.eps, layer.momentum)
+            with torch.no_grad():
+                bn.weight.copy_(torch.cat([getattr(n, f"{site}_norm").weight for n in nets]))
+                bn.bias.copy_(torch.cat([getattr(n, f"{site}_norm").bias for n in nets]))
+            self.norms[site] = bn
+
+    def _site(self, site: str, x: torch.Tensor) -> torch.Tensor:
+        norm = self.norms[site] if site in self.norms else None
+        if norm is None:
+            return self.act(x)
+        if x.dim() == 3:  # (N, M, D): BatchNorm1d over M·D features
+            n, m, d = x.shape
+            def f(t): return norm(t.reshape(n, m * d)).reshape(n, m, d)
+        else:
+            f = norm
+        return self.act(f(x)) if self.before else f(self.act(x))
+
+    def _linear(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        y = torch.einsum("nmi,moi->nmo", x, self.fc_w[name])
+        return y + self.fc_b[name] if name in self.fc_b else y
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        x = F.avg_pool2d(self._site("conv1", self.conv1(x)), 2, 2)
+        x = F.avg_pool2d(self._site("conv2", self.conv2(x)), 2, 2)
+        x = x.reshape(n, self.m, -1)  # each model's 16 channels × 4 × 4, in nn.Flatten's order
+        x = self._site("fc1", self._linear("fc1", x))
+        x = self._site("fc2", self._linear("fc2", x))
+        return self._linear("fc3", x)
+
+    def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The sum of the M models' mean cross-entropies: each model's gradient is its own."""
+        n, m, k = out.shape
+        per = F.cross_entropy(out.reshape(n * m, k), y.reshape(n * m), reduction="none")
+        return per.reshape(n, m).mean(0).sum()
+
+    def losses(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        n, m, k = out.shape
+        return F.cross_entropy(out.reshape(n * m, k), y.reshape(n * m),
+                               reduction="none").reshape(n, m).mean(0)
+
+    @torch.no_grad()
+    def sgd_step(self, lrs: torch.Tensor) -> None:
+        """p ← p − lr_m · ∂L/∂p for each model m's slice of every parameter."""
+        for p in self.parameters():
+            if p.grad is None:
+                continue
+            view = p.view(self.m, -1)
+            view.sub_(p.grad.view(self.m, -1) * lrs.view(-1, 1))
+
+    @torch.no_grad()
+    def unbatch(self, i: int) -> nn.Module:
+        """Model i as the plain LeNet of bnviz.model, its weights and BN buffers copied."""
+        net = build_lenet(self.configs[i])
+        for name, width in (("conv1", 6), ("conv2", 16)):
+            mine, theirs = getattr(self, name), getattr(net, name)
+            theirs.weight.copy_(mine.weight[width * i:width * (i + 1)])
+            if theirs.bias is not None:
+                theirs.bias.copy_(mine.bias[width * i:width * (i + 1)])
+        for name in ("fc1", "fc2", "fc3"):
+            getattr(net, name).weight.copy_(self.fc_w[name][i])
+            if getattr(net, name).bias is not None:
+                getattr(net, name).bias.copy_(self.fc_b[name][i])
+        for site, bn in self.norms.items():
+            theirs = getattr(net, f"{site}_norm")
+            w = theirs.num_features
+            part = slice(w * i, w * (i + 1))
+            for attr in ("weight", "bias", "running_mean", "running_var"):
+                getattr(theirs, attr).copy_(getattr(bn, attr)[part])
+            theirs.num_batches_tracked.copy_(bn.num_batches_tracked)
+        return net
+
+
+def stack_batches(train_x: torch.Tensor, train_y: torch.Tensor,
+                  idx: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Model m's batch (its own indices) in channel m: x (N, M, H, W), y (N, M)."""
+    xs = torch.cat([train_x.index_select(0, i) for i in idx], dim=1)
+    ys = torch.stack([train_y.index_select(0, i) for i in idx], dim=1)
+    return xs, ys
