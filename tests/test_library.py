@@ -62,7 +62,8 @@ def test_every_question_has_five_paired_seeds_of_every_configuration(lib):
 
 
 def test_the_library_is_small_enough_to_ship():
-    assert LIBRARY_FILE.stat().st_size < 20e6
+    # 17 question pages; the runs that record distributions or probes carry more per run
+    assert LIBRARY_FILE.stat().st_size < 30e6
     for extra in ("-wal", "-shm", "-journal"):  # sealed: one file, readable read-only
         assert not LIBRARY_FILE.with_name(LIBRARY_FILE.name + extra).exists()
 

@@ -82,6 +82,7 @@ def as_library_run(v: RunView, entry: Entry, trained_here: bool = True) -> RunVi
     info = {**v.info, "source": SOURCE, "bnviz_version": bnviz_version(),
             "torch_version": torch.__version__.split("+")[0], **made,
             "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+            "cpu": prefix.cpu_signature() if trained_here else "",
             "answers": [list(a) for a in entry.answers],
             "steps_note": (f"training loss and batch accuracy averaged over runs of "
                            f"{max(1, round(len(v.steps) / STEP_POINTS))} steps")
