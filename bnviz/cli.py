@@ -258,46 +258,45 @@ def cmd_grid(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_landscape(table, out: str | None) -> None:
-    """The landscape sweep's reading, and with --out its probes over training
-    (landscape.csv: one row per run and evaluation; bnviz.landscape)."""
-    from bnviz import readings
-    from bnviz.landscape import CSV_COLUMNS, csv_rows
-    from bnviz.runs.results import summarize
+def _reading(text) -> None:
+    """Print a sweep's reading; a grid trimmed by flags lacks an arm: the CSVs still tell."""
     try:
-        print(readings.landscape_text(readings.landscape(summarize(table))))
-    except KeyError as e:  # a grid trimmed by flags lacks an arm: the CSVs still tell
+        print(text())
+    except KeyError as e:
         print(f"bnviz: no reading ({e})", file=sys.stderr)
+
+
+def _write_csvs(table, out: str | None, files) -> None:
+    """With --out, each (file name, columns, rows(runs)) of `files` over the grid's finished
+    runs, as (arm, label, RunView)."""
     if not out:
         return
     views = table.attrs.get("views", {})
     runs = [(r.arm, r.run, views[r.run_id]) for r in table.itertuples()
             if views.get(r.run_id) is not None]
-    with open(Path(out) / "landscape.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, CSV_COLUMNS)
-        w.writeheader()
-        w.writerows(csv_rows(runs))
+    for name, cols, rows in files:
+        with open(Path(out) / name, "w", newline="") as f:
+            w = csv.DictWriter(f, cols)
+            w.writeheader()
+            w.writerows(rows(runs))
+
+
+def write_landscape(table, out: str | None) -> None:
+    """The landscape sweep's reading, and with --out its probes over training
+    (landscape.csv: one row per run and evaluation; bnviz.landscape)."""
+    from bnviz import landscape, readings
+    from bnviz.runs.results import summarize
+    _reading(lambda: readings.landscape_text(readings.landscape(summarize(table))))
+    _write_csvs(table, out, [("landscape.csv", landscape.CSV_COLUMNS, landscape.csv_rows)])
 
 
 def write_ics(table, out: str | None) -> None:
     """The ICS sweep's reading, and with --out ics.csv: ICS per layer and the layers' input
     percentiles at every evaluation of every run (bnviz.ics)."""
-    from bnviz import readings
-    from bnviz.ics import CSV_COLUMNS, csv_rows
+    from bnviz import ics, readings
     from bnviz.runs.results import summarize
-    try:
-        print(readings.ics_text(readings.ics(summarize(table))))
-    except KeyError as e:  # a grid trimmed by flags lacks an arm: the CSVs still tell
-        print(f"bnviz: no reading ({e})", file=sys.stderr)
-    if not out:
-        return
-    views = table.attrs.get("views", {})
-    runs = [(r.arm, r.run, views[r.run_id]) for r in table.itertuples()
-            if views.get(r.run_id) is not None]
-    with open(Path(out) / "ics.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, CSV_COLUMNS)
-        w.writeheader()
-        w.writerows(csv_rows(runs))
+    _reading(lambda: readings.ics_text(readings.ics(summarize(table))))
+    _write_csvs(table, out, [("ics.csv", ics.CSV_COLUMNS, ics.csv_rows)])
 
 
 def write_finetune(table, out: str | None) -> None:
@@ -306,23 +305,14 @@ def write_finetune(table, out: str | None) -> None:
     part B at every evaluation) of every run (bnviz.drift)."""
     from bnviz import drift, readings
     from bnviz.runs.results import summarize
-    try:
+
+    def text() -> str:
         r = readings.finetune(summarize(table))
-        print("\n".join([readings.finetune_text(r)] + [c.text() for c in r.comparisons]))
-    except KeyError as e:  # a grid trimmed by flags lacks an arm: the CSVs still tell
-        print(f"bnviz: no reading ({e})", file=sys.stderr)
-    if not out:
-        return
-    views = table.attrs.get("views", {})
-    runs = [(r.arm, r.run, views[r.run_id]) for r in table.itertuples()
-            if views.get(r.run_id) is not None]
-    for name, cols, rows in (("finetune_drift.csv", drift.DRIFT_COLUMNS, drift.drift_csv_rows),
-                             ("finetune_accuracy.csv", drift.ACCURACY_COLUMNS,
-                              drift.accuracy_csv_rows)):
-        with open(Path(out) / name, "w", newline="") as f:
-            w = csv.DictWriter(f, cols)
-            w.writeheader()
-            w.writerows(rows(runs))
+        return "\n".join([readings.finetune_text(r)] + [c.text() for c in r.comparisons])
+    _reading(text)
+    _write_csvs(table, out, [
+        ("finetune_drift.csv", drift.DRIFT_COLUMNS, drift.drift_csv_rows),
+        ("finetune_accuracy.csv", drift.ACCURACY_COLUMNS, drift.accuracy_csv_rows)])
 
 
 def cmd_inside(args: argparse.Namespace) -> int:
