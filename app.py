@@ -14,22 +14,28 @@ if os.environ.get("BNVIZ_HOSTED") == "1" and st.get_option("client.toolbarMode")
     st.set_option("client.toolbarMode", "viewer")
     st.rerun()
 
-st.set_page_config(page_title="bnviz — BatchNorm, live", page_icon=":material/insights:", layout="wide")
-
+from bnviz.dashboard import lang  # noqa: E402
+from bnviz.i18n import _  # noqa: E402
 from bnviz.library.catalog import PAGES  # noqa: E402  (no torch: the menu stays quick)
+
+lang.install()  # the session's language (a link's lang=zh on its first run)
+st.set_page_config(page_title=_("bnviz — BatchNorm, live"), page_icon=":material/insights:",
+                   layout="wide")
 
 # About is the landing page at "/": a default page answers only at "/", and a link to
 # "/lab?…" must open the lab itself (share links carry the page's path).
 menu: dict[str, list] = {}
 for page in PAGES:
-    menu.setdefault(page.section, []).append(
-        st.Page(f"pages/{page.file}", title=page.title, icon=page.icon,
+    menu.setdefault(_(page.section), []).append(
+        st.Page(f"pages/{page.file}", title=_(page.title), icon=page.icon,
                 default=True) if not page.id else
-        st.Page(f"pages/{page.file}", title=page.title, icon=page.icon, url_path=page.id))
+        st.Page(f"pages/{page.file}", title=_(page.title), icon=page.icon, url_path=page.id))
 # The menu sits on top: a `pages/` folder next to the entry point makes Streamlit show its
 # legacy file-name menu in the sidebar at times, so the sidebar one is switched off in
 # .streamlit/config.toml and the sidebar is left to each page's controls.
 from bnviz.dashboard.nav import warm_server  # noqa: E402  (light: imports streamlit only)
 
 warm_server()
-st.navigation(menu, position="top").run()
+current = st.navigation(menu, position="top")
+lang.picker()
+current.run()

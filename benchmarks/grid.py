@@ -8,10 +8,11 @@
 Each in a fresh process, nothing read from or written to the run store. Prints the wall times
 and the speed-up of each over cli_seq (the issue's "its configs run one after another").
 
-    python benchmarks/grid.py [--epochs 3] [--dataset full] [--configs 10] [--out FILE.json]
+    python benchmarks/grid.py [--epochs 3] [--dataset full] [--configs 10] [--train-size N]
+                              [--out FILE.json]
 
-CI runs it with `--dataset subset --epochs 1 --configs 2` (tests/test_bench.py) so that it
-cannot rot; no test asserts a timing.
+CI runs it with `--dataset subset --epochs 1 --configs 2 --train-size 512`
+(tests/test_bench.py) so that it cannot rot; no test asserts a timing.
 """
 import argparse
 import json
@@ -26,17 +27,19 @@ TIMEOUT_S = 3600  # per way: a hung run ends the benchmark with a message, not a
 sys.path.insert(0, str(ROOT))
 
 
-def grid(epochs: int, dataset: str, configs: int) -> list:
+def grid(epochs: int, dataset: str, configs: int, train_size: int = 0) -> list:
     from bnviz.config import make_config
     from bnviz.experiments import ablation_grid
-    return ablation_grid(make_config("d2l-lenet-bn", epochs=epochs, dataset=dataset))[:configs]
+    return ablation_grid(make_config("d2l-lenet-bn", epochs=epochs, dataset=dataset,
+                                     train_size=train_size))[:configs]
 
 
-def dashboard(workers: int, threads: int, epochs: int, dataset: str, configs: int) -> dict:
+def dashboard(workers: int, threads: int, epochs: int, dataset: str, configs: int,
+              train_size: int = 0) -> dict:
     """Submit every point of the grid at once, as the ablation page does; wait for all."""
     from bnviz.runs.jobs import JobManager
     mgr = JobManager(workers=workers, store=None, torch_threads=threads)
-    points = grid(epochs, dataset, configs)
+    points = grid(epochs, dataset, configs, train_size)
     t0 = time.perf_counter()
     ids = [mgr.submit(p.config, session="bench", group="grid") for p in points]
     while True:
@@ -53,11 +56,12 @@ def dashboard(workers: int, threads: int, epochs: int, dataset: str, configs: in
     return dict(wall_s=wall, runs=len(ids), failed=bad)
 
 
-def cli(jobs: int, epochs: int, dataset: str, configs: int) -> dict:
+def cli(jobs: int, epochs: int, dataset: str, configs: int, train_size: int = 0) -> dict:
     """The CLI's grid runner (what `bnviz ablation --jobs N` calls)."""
     from bnviz.runs.grid_runner import run_grid
     t0 = time.perf_counter()
-    df = run_grid(grid(epochs, dataset, configs), None, reuse=False, log=sys.stderr, jobs=jobs)
+    df = run_grid(grid(epochs, dataset, configs, train_size), None, reuse=False,
+                  log=sys.stderr, jobs=jobs)
     return dict(wall_s=time.perf_counter() - t0, runs=len(df),
                 failed=[str(s) for s in df["status"] if s != "finished"])
 
@@ -67,6 +71,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--dataset", default="full", choices=["full", "subset", "auto"])
     ap.add_argument("--configs", type=int, default=10, help="the first N configs of the grid")
+    ap.add_argument("--train-size", type=int, default=0,
+                    help="only the first N training images (0 = all)")
     ap.add_argument("--out")
     # one way in this (fresh) process: "cli:JOBS" or "dash:WORKERS,THREADS"
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -74,10 +80,10 @@ def main() -> None:
     if a.child:
         kind, arg = a.child.split(":")
         if kind == "cli":
-            res = cli(int(arg), a.epochs, a.dataset, a.configs)
+            res = cli(int(arg), a.epochs, a.dataset, a.configs, a.train_size)
         else:
             workers, threads = map(int, arg.split(","))
-            res = dashboard(workers, threads, a.epochs, a.dataset, a.configs)
+            res = dashboard(workers, threads, a.epochs, a.dataset, a.configs, a.train_size)
         print(json.dumps(res))
         return
     cores = os.cpu_count() or 2
@@ -86,7 +92,8 @@ def main() -> None:
     res = {}
     for name, child in ways.items():
         r = subprocess.run([sys.executable, __file__, "--child", child, "--epochs",
-                            str(a.epochs), "--dataset", a.dataset, "--configs", str(a.configs)],
+                            str(a.epochs), "--dataset", a.dataset, "--configs", str(a.configs),
+                            "--train-size", str(a.train_size)],
                            cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT_S)
         if r.returncode != 0:
             raise SystemExit(f"{name} failed:\n{r.stderr[-2000:]}")
@@ -96,7 +103,7 @@ def main() -> None:
               f"{', FAILED: ' + '; '.join(res[name]['failed']) if res[name]['failed'] else ''})",
               file=sys.stderr)
     base = res["cli_seq"]["wall_s"]
-    out = dict(epochs=a.epochs, dataset=a.dataset, cores=cores, ways=res,
+    out = dict(epochs=a.epochs, dataset=a.dataset, train_size=a.train_size, cores=cores, ways=res,
                speedup_over_cli_seq={k: base / v["wall_s"] for k, v in res.items()})
     print("speed-up over one run after another (cli_seq): " + ", ".join(
         f"{k} {v:.2f}×" for k, v in out["speedup_over_cli_seq"].items()))

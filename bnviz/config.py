@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Iterable, Mapping
 
 from bnviz import norm_kinds
+from bnviz.i18n import N_, _
 from bnviz.metrics import EVAL_MODES
 
 # The norm kinds, read live from their registry (bnviz/norm_kinds.py): a kind registered there
@@ -32,118 +33,118 @@ def knob(default, help, *, choices=None, lo=None, hi=None, log=False, group="tra
 @dataclass(frozen=True)
 class Config:
     # data
-    dataset: str = knob("auto", "Fashion-MNIST source: full (60k/10k), the bundled subset, or "
-                        "auto (full when installed, else the subset)",
+    dataset: str = knob("auto", N_("Fashion-MNIST source: full (60k/10k), the bundled subset, or "
+                        "auto (full when installed, else the subset)"),
                         choices=("auto", "full", "subset"), group="data")
-    train_size: int = knob(0, "use only the first N shuffled training images (0 = all)",
+    train_size: int = knob(0, N_("use only the first N shuffled training images (0 = all)"),
                            lo=0, hi=60000, group="data")
     # optimisation
-    batch_size: int = knob(256, "minibatch size: the examples per SGD step, and the N that BN "
-                           "averages over", lo=1, hi=4096, log=True)
-    lr: float = knob(1.0, "SGD learning rate", lo=1e-4, hi=100.0, log=True)
-    epochs: int = knob(10, "passes over the training set", lo=1, hi=200)
-    seed: int = knob(0, "random seed (weights and batch order)", lo=0, hi=2**31 - 1)
-    device: str = knob("auto", "where to train: auto picks cuda, then mps, then cpu",
+    batch_size: int = knob(256, N_("minibatch size: the examples per SGD step, and the N that BN "
+                           "averages over"), lo=1, hi=4096, log=True)
+    lr: float = knob(1.0, N_("SGD learning rate"), lo=1e-4, hi=100.0, log=True)
+    epochs: int = knob(10, N_("passes over the training set"), lo=1, hi=200)
+    seed: int = knob(0, N_("random seed (weights and batch order)"), lo=0, hi=2**31 - 1)
+    device: str = knob("auto", N_("where to train: auto picks cuda, then mps, then cpu"),
                        choices=("auto", "cpu", "cuda", "mps"))
     # model
     norm: str = knob("bn", norm_kinds.knob_help(), choices=NORM_KINDS, group="model")
-    norm_conv1: bool = knob(True, "normalise after conv1", group="model")
-    norm_conv2: bool = knob(True, "normalise after conv2", group="model")
-    norm_fc1: bool = knob(True, "normalise after fc1 (Linear 256→120)", group="model")
-    norm_fc2: bool = knob(True, "normalise after fc2 (Linear 120→84)", group="model")
-    norm_position: str = knob("before_act", "put the norm before the activation (d2l) or after",
+    norm_conv1: bool = knob(True, N_("normalise after conv1"), group="model")
+    norm_conv2: bool = knob(True, N_("normalise after conv2"), group="model")
+    norm_fc1: bool = knob(True, N_("normalise after fc1 (Linear 256→120)"), group="model")
+    norm_fc2: bool = knob(True, N_("normalise after fc2 (Linear 120→84)"), group="model")
+    norm_position: str = knob("before_act", N_("put the norm before the activation (d2l) or after"),
                               choices=("before_act", "after_act"), group="model")
-    dropout_fc: bool = knob(False, "replace the FC-layer norms by dropout", group="model")
-    dropout_p: float = knob(0.5, "dropout probability when dropout_fc is on", lo=0.0, hi=0.95,
+    dropout_fc: bool = knob(False, N_("replace the FC-layer norms by dropout"), group="model")
+    dropout_p: float = knob(0.5, N_("dropout probability when dropout_fc is on"), lo=0.0, hi=0.95,
                             group="model")
-    bias: bool = knob(True, "keep every bias; off: drop the bias of a conv/linear layer that a "
+    bias: bool = knob(True, N_("keep every bias; off: drop the bias of a conv/linear layer that a "
                       "BatchNorm (or its mean-only lite form, or InstanceNorm at conv sites) "
                       "directly follows before the "
-                      "activation: its mean subtraction cancels it; elsewhere the bias stays",
+                      "activation: its mean subtraction cancels it; elsewhere the bias stays"),
                       group="model")
-    freeze_affine: bool = knob(False, "freeze gamma=1 and beta=0 (d2l exercise)", group="model")
-    activation: str = knob("sigmoid", "activation function", choices=("sigmoid", "relu"),
+    freeze_affine: bool = knob(False, N_("freeze gamma=1 and beta=0 (d2l exercise)"), group="model")
+    activation: str = knob("sigmoid", N_("activation function"), choices=("sigmoid", "relu"),
                            group="model")
-    conv1_padding: int = knob(0, "conv1 padding: 0 in d2l's LeNet-BN, 2 in d2l's LeNet",
+    conv1_padding: int = knob(0, N_("conv1 padding: 0 in d2l's LeNet-BN, 2 in d2l's LeNet"),
                               choices=(0, 2), group="model")
-    momentum: float = knob(0.1, "BN running-stat momentum (PyTorch convention: weight of the "
-                           "new batch)", lo=0.0, hi=1.0, group="bn")
-    eps: float = knob(1e-5, "BN epsilon added to the variance", lo=1e-8, hi=1.0, log=True,
+    momentum: float = knob(0.1, N_("BN running-stat momentum (PyTorch convention: weight of the "
+                           "new batch)"), lo=0.0, hi=1.0, group="bn")
+    eps: float = knob(1e-5, N_("BN epsilon added to the variance"), lo=1e-8, hi=1.0, log=True,
                       group="bn")
-    groups: int = knob(2, "groups for GroupNorm (must divide 6, 16, 120 and 84)",
+    groups: int = knob(2, N_("groups for GroupNorm (must divide 6, 16, 120 and 84)"),
                        choices=(1, 2), group="bn")
-    devices: int = knob(1, "simulated devices: BN statistics taken separately on this many "
+    devices: int = knob(1, N_("simulated devices: BN statistics taken separately on this many "
                         "equal slices of each batch (per-GPU BN, ghost batch norm; the "
                         "book's BN runs each slice on a DataParallel-style replica); must "
-                        "divide batch_size",
+                        "divide batch_size"),
                         lo=1, hi=128, group="bn")
     # Batch Renormalization's limits (norm "renorm" only; Ioffe 2017 ends at 3 and 5).
-    renorm_rmax: float = knob(3.0, "Batch Renorm: r = sigma_B/sigma is clipped to "
-                              "[1/r_max, r_max] once the warm-up is over (1 = plain BN)",
+    renorm_rmax: float = knob(3.0, N_("Batch Renorm: r = sigma_B/sigma is clipped to "
+                              "[1/r_max, r_max] once the warm-up is over (1 = plain BN)"),
                               lo=1.0, hi=100.0, group="bn")
-    renorm_dmax: float = knob(5.0, "Batch Renorm: d = (mu_B - mu)/sigma is clipped to "
-                              "[-d_max, d_max] once the warm-up is over (0 = plain BN)",
+    renorm_dmax: float = knob(5.0, N_("Batch Renorm: d = (mu_B - mu)/sigma is clipped to "
+                              "[-d_max, d_max] once the warm-up is over (0 = plain BN)"),
                               lo=0.0, hi=100.0, group="bn")
-    renorm_warmup: int = knob(500, "Batch Renorm: training steps over which r_max and d_max "
-                              "grow linearly from 1 and 0 (BN) to their values (0 = at once)",
+    renorm_warmup: int = knob(500, N_("Batch Renorm: training steps over which r_max and d_max "
+                              "grow linearly from 1 and 0 (BN) to their values (0 = at once)"),
                               lo=0, hi=1_000_000, group="bn")
     # Noisy BN's noise (norm "noisy_bn" only; bnviz/noisy_bn.py, Santurkar et al. 2018 fig. 2).
-    noise_mean: float = knob(0.25, "noisy BN: every step, each activation's noise mean is "
-                             "drawn from U(-noise_mean, noise_mean)", lo=0.0, hi=10.0,
+    noise_mean: float = knob(0.25, N_("noisy BN: every step, each activation's noise mean is "
+                             "drawn from U(-noise_mean, noise_mean)"), lo=0.0, hi=10.0,
                              group="bn")
-    noise_std: float = knob(0.5, "noisy BN: every step, each activation's noise std is drawn "
-                            "from U(0, noise_std)", lo=0.0, hi=10.0, group="bn")
+    noise_std: float = knob(0.5, N_("noisy BN: every step, each activation's noise std is drawn "
+                            "from U(0, noise_std)"), lo=0.0, hi=10.0, group="bn")
     # What SGD updates (bnviz/optim.py): weight decay, and which parameters train at all.
-    weight_decay: float = knob(0.0, "SGD weight decay (L2 penalty wd/2·‖w‖² on every trained "
-                               "parameter; 0 = none, as d2l)", lo=0.0, hi=1.0)
-    train_only: str = knob("all", "which parameters SGD trains: all; only the norms' gamma "
+    weight_decay: float = knob(0.0, N_("SGD weight decay (L2 penalty wd/2·‖w‖² on every "
+                                       "trained parameter; 0 = none, as d2l)"), lo=0.0, hi=1.0)
+    train_only: str = knob("all", N_("which parameters SGD trains: all; only the norms' gamma "
                            "and beta (every other weight stays at its initialisation, the "
                            "output layer too); or as many randomly chosen weights outside "
-                           "the norms (seeded)", choices=("all", "bn", "random"))
-    track_weights: bool = knob(False, "record each conv/linear layer's weight norm ‖w‖ at "
-                               "every evaluation (the weight-decay page)", group="eval")
-    record_activations: bool = knob(False, "at every evaluation, record the distribution at "
+                           "the norms (seeded)"), choices=("all", "bn", "random"))
+    track_weights: bool = knob(False, N_("record each conv/linear layer's weight norm ‖w‖ at "
+                               "every evaluation (the weight-decay page)"), group="eval")
+    record_activations: bool = knob(False, N_("at every evaluation, record the distribution at "
                                     "each activation's input and output (percentiles, "
                                     "per-channel mean and variance, saturation) on the step's "
-                                    "training batch; the run itself unchanged", group="eval")
+                                    "training batch; the run itself unchanged"), group="eval")
     # evaluation
-    eval_mode: str = knob("running", "test accuracy from running statistics (PyTorch default), "
+    eval_mode: str = knob("running", N_("test accuracy from running statistics (PyTorch default), "
                           "PreciseBN statistics recomputed for the current weights, or batch "
-                          "statistics", choices=EVAL_MODES, group="eval")
-    precise_samples: int = knob(4096, "training samples PreciseBN averages over",
+                          "statistics"), choices=EVAL_MODES, group="eval")
+    precise_samples: int = knob(4096, N_("training samples PreciseBN averages over"),
                                 lo=64, hi=60000, group="eval")
-    compare_eval: bool = knob(False, "also evaluate every point with all three eval modes",
+    compare_eval: bool = knob(False, N_("also evaluate every point with all three eval modes"),
                               group="eval")
-    eval_every: int = knob(0, "evaluate every N iterations (0 = at each epoch end)",
+    eval_every: int = knob(0, N_("evaluate every N iterations (0 = at each epoch end)"),
                            lo=0, hi=100000, group="eval")
-    snapshot_every: int = knob(0, "gamma/beta snapshot every N iterations (0 = at each "
-                               "evaluation)", lo=0, hi=100000, group="eval")
+    snapshot_every: int = knob(0, N_("gamma/beta snapshot every N iterations (0 = at each "
+                               "evaluation)"), lo=0, hi=100000, group="eval")
     # fine-tuning on a shifted part of the data (bnviz/finetune.py); 0 epochs = off
-    finetune_epochs: int = knob(0, "fine-tuning: after `epochs` on part A of the training "
+    finetune_epochs: int = knob(0, N_("fine-tuning: after `epochs` on part A of the training "
                                 "set, train this many epochs on the shifted part B "
                                 "(finetune_shift) with BN as finetune_bn says; 0 = off, "
-                                "train on the whole set", lo=0, hi=200, group="bn")
-    finetune_bn: str = knob("update", "BN while fine-tuning: update (train mode: batch "
+                                "train on the whole set"), lo=0, hi=200, group="bn")
+    finetune_bn: str = knob("update", N_("BN while fine-tuning: update (train mode: batch "
                             "statistics, running statistics follow part B, gamma/beta learn), "
                             "frozen_stats (eval mode: the running statistics of part A "
                             "normalise and stay fixed; gamma/beta learn) or frozen_all (eval "
-                            "mode, gamma/beta fixed too)",
+                            "mode, gamma/beta fixed too)"),
                             choices=("update", "frozen_stats", "frozen_all"), group="bn")
-    finetune_shift: str = knob("rotated", "the two parts: rotated (half the training images "
+    finetune_shift: str = knob("rotated", N_("the two parts: rotated (half the training images "
                                "upright, then the other half turned 90°) or classes (classes "
-                               "0–4, then 5–9)", choices=("rotated", "classes"), group="bn")
-    finetune_lr: float = knob(0.0, "SGD learning rate while fine-tuning (0 = the run's lr)",
+                               "0–4, then 5–9)"), choices=("rotated", "classes"), group="bn")
+    finetune_lr: float = knob(0.0, N_("SGD learning rate while fine-tuning (0 = the run's lr)"),
                               lo=0.0, hi=100.0, group="bn")
-    landscape: bool = knob(False, "at every evaluation, probe the loss landscape along the "
+    landscape: bool = knob(False, N_("at every evaluation, probe the loss landscape along the "
                            "current gradient on the step's training batch (Santurkar et al. "
                            "2018): loss band, gradient predictiveness, beta-smoothness at steps "
                            "lr x 0.25..4; 6 extra forward+backward passes per evaluation, the "
-                           "run itself unchanged", group="eval")
-    ics_probe: bool = knob(False, "at every evaluation, measure internal covariate shift on "
+                           "run itself unchanged"), group="eval")
+    ics_probe: bool = knob(False, N_("at every evaluation, measure internal covariate shift on "
                            "the step's training batch (Santurkar et al. 2018, §2.2): each "
                            "layer's weight gradient before and after the earlier layers take "
                            "their SGD step; 5 extra forward+backward passes per evaluation, "
-                           "the run itself unchanged", group="eval")
+                           "the run itself unchanged"), group="eval")
 
     # -- derived -----------------------------------------------------------------------
     def replace(self, **changes) -> "Config":
@@ -178,7 +179,7 @@ def shown(v: Any, width: int = 40) -> str:
     try:
         r = repr(v)
     except ValueError:  # an int past Python's 4300-digit str limit
-        return "a number too long to show"
+        return _("a number too long to show")
     return r if len(r) <= width else r[:width - 3] + "..."
 
 
@@ -195,6 +196,14 @@ class Knob:
     group: str
 
     @property
+    def help_text(self) -> str:
+        """The help in the reader's language (`help` stays English: the CLI's --help). The
+        `norm` knob's help is rebuilt from its registry, one translated clause per kind."""
+        if self.name == "norm":
+            return norm_kinds.knob_help(translated=True)
+        return _(self.help)
+
+    @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
@@ -203,7 +212,8 @@ class Knob:
         try:
             text = str(raw)
         except ValueError:  # an int past Python's 4300-digit str limit
-            raise ValueError(f"{self.name} got {shown(raw)}") from None
+            raise ValueError(_("{name} got {value}").format(name=self.name,
+                                                             value=shown(raw))) from None
         if self.type is bool:
             if isinstance(raw, bool):
                 return raw
@@ -212,10 +222,13 @@ class Knob:
                 return True
             if s in ("0", "false", "no", "off"):
                 return False
-            raise ValueError(f"{self.name} must be true or false, got {shown(raw)}")
+            raise ValueError(_("{name} must be true or false, got {value}").format(
+                name=self.name, value=shown(raw)))
         if self.type in (int, float):
             whole = self.type is int
-            bad = f"{self.name} must be a {'whole ' if whole else ''}number, got {shown(raw)}"
+            bad = (_("{name} must be a whole number, got {value}") if whole else
+                   _("{name} must be a number, got {value}")).format(name=self.name,
+                                                                      value=shown(raw))
             if whole and isinstance(raw, bool):
                 raise ValueError(bad)
             try:
@@ -223,7 +236,8 @@ class Knob:
             except (TypeError, ValueError, OverflowError):  # Overflow: an int past 1e308
                 raise ValueError(bad) from None
             if not math.isfinite(f) and not whole:
-                raise ValueError(f"{self.name} must be a finite number, got {shown(raw)}")
+                raise ValueError(_("{name} must be a finite number, got {value}").format(
+                    name=self.name, value=shown(raw)))
             if not math.isfinite(f) or whole and f != int(f):
                 raise ValueError(bad)
             return int(f) if whole else f
@@ -242,9 +256,11 @@ class Knob:
         """One clear message if `value` is out of range, else None."""
         if self.choices is not None and value not in self.choices:
             opts = ", ".join(str(c) for c in self.choices)
-            return f"{self.name} must be one of {opts}, got {shown(value)}"
+            return _("{name} must be one of {options}, got {value}").format(
+                name=self.name, options=opts, value=shown(value))
         if self.lo is not None and value < self.lo or self.hi is not None and value > self.hi:
-            return f"{self.name} must be between {self.lo:g} and {self.hi:g}, got {shown(value)}"
+            return _("{name} must be between {lo:g} and {hi:g}, got {value}").format(
+                name=self.name, lo=self.lo, hi=self.hi, value=shown(value))
         return None
 
 
@@ -256,22 +272,51 @@ KNOBS: tuple[Knob, ...] = tuple(
     for f in fields(Config))
 KNOB = {k.name: k for k in KNOBS}
 
+# Each edition of d2l trains its own LeNet-BN (both initialise conv and linear weights with
+# xavier_uniform_: the Chinese edition's train_ch6 applies init_weights, the English edition's
+# model.apply_init(..., d2l.init_cnn); biases keep PyTorch's default). The Chinese edition
+# (zh.d2l.ai §7.5, train_ch6): lr 1.0, batch 256, 10 epochs, LeNet lr 0.9. The English edition
+# (d2l.ai §8.5, d2l.Trainer(max_epochs=10), d2l.FashionMNIST(batch_size=128)): lr 0.1 for
+# BNLeNetScratch and BNLeNet alike. Config's defaults are the Chinese edition's LeNet-BN.
 PRESETS: dict[str, dict[str, Any]] = {
-    "d2l-lenet-bn": {},  # the defaults are d2l's concise LeNet-BN
+    "d2l-lenet-bn": {},  # the defaults are d2l's concise LeNet-BN (Chinese edition)
     "d2l-lenet-bn-scratch": {"norm": "bn_d2l"},
     "d2l-lenet": {"norm": "none", "lr": 0.9, "conv1_padding": 2},
+    "d2l-en-lenet-bn": {"lr": 0.1, "batch_size": 128},
+    "d2l-en-lenet-bn-scratch": {"norm": "bn_d2l", "lr": 0.1, "batch_size": 128},
 }
-PRESET_HELP = {
-    "d2l-lenet-bn": "d2l's concise LeNet-BN: nn.BatchNorm at all four sites, lr 1.0, batch 256",
-    "d2l-lenet-bn-scratch": "the same with the BatchNorm module the book writes from scratch",
-    "d2l-lenet": "d2l's LeNet without BN: lr 0.9, conv1 padding 2",
+PRESET_EDITION = {"d2l-lenet-bn": "zh", "d2l-lenet-bn-scratch": "zh", "d2l-lenet": "zh",
+                  "d2l-en-lenet-bn": "en", "d2l-en-lenet-bn-scratch": "en"}
+PRESET_HELP = {  # English (the CLI, the README); the dashboard shows _(PRESET_HELP[name])
+    "d2l-lenet-bn": N_("the Chinese edition's concise LeNet-BN (train_ch6): nn.BatchNorm at all "
+                       "four sites, lr 1.0, batch 256"),
+    "d2l-lenet-bn-scratch": N_("the same with the BatchNorm module the book writes from "
+                               "scratch"),
+    "d2l-lenet": N_("the Chinese edition's LeNet without BN: lr 0.9, conv1 padding 2"),
+    "d2l-en-lenet-bn": N_("the English edition's concise BNLeNet (d2l.Trainer): nn.BatchNorm "
+                          "at all four sites, lr 0.1, batch 128"),
+    "d2l-en-lenet-bn-scratch": N_("the English edition's BNLeNetScratch: the book's BatchNorm "
+                                  "from scratch, lr 0.1, batch 128"),
 }
 # What the dashboard's preset buttons say: short enough to show whole in the sidebar.
-PRESET_LABELS = {
+PRESET_LABELS = {  # shown with _()
     "d2l-lenet-bn": "LeNet-BN",
-    "d2l-lenet-bn-scratch": "BN from scratch",
-    "d2l-lenet": "LeNet (no BN)",
+    "d2l-lenet-bn-scratch": N_("BN from scratch"),
+    "d2l-lenet": N_("LeNet (no BN)"),
+    "d2l-en-lenet-bn": "LeNet-BN",
+    "d2l-en-lenet-bn-scratch": N_("BN from scratch"),
 }
+# The buttons are grouped under their edition's name.
+EDITION_NAMES = {  # shown with _()
+    "zh": N_("Chinese edition (zh.d2l.ai, 《动手学深度学习》)"),
+    "en": N_("English edition (d2l.ai)"),
+}
+
+
+def presets_in_order(lang: str = "en") -> list[str]:
+    """The presets, the edition of the reader's language first (stable within an edition)."""
+    first = "zh" if lang == "zh" else "en"
+    return sorted(PRESETS, key=lambda n: PRESET_EDITION[n] != first)
 
 
 class ConfigError(ValueError):
@@ -283,15 +328,18 @@ class ConfigError(ValueError):
 def cross_field_errors(c: Config) -> list[str]:
     errs = []
     if c.devices > c.batch_size:
-        errs.append(f"devices ({c.devices}) cannot exceed batch_size ({c.batch_size}): "
-                    "each simulated device needs at least one example")
+        errs.append(_("devices ({devices}) cannot exceed batch_size ({batch_size}): "
+                      "each simulated device needs at least one example").format(
+                          devices=c.devices, batch_size=c.batch_size))
     elif c.devices > 1 and c.batch_size % c.devices:
-        errs.append(f"devices ({c.devices}) must divide batch_size ({c.batch_size}): each "
-                    "simulated device gets an equal slice, as DataParallel/DDP give each GPU "
-                    "batch/devices examples")
+        errs.append(_("devices ({devices}) must divide batch_size ({batch_size}): each "
+                      "simulated device gets an equal slice, as DataParallel/DDP give each GPU "
+                      "batch/devices examples").format(devices=c.devices,
+                                                       batch_size=c.batch_size))
     if c.train_size and c.train_size < c.batch_size:
-        errs.append(f"train_size ({c.train_size}) must be at least batch_size "
-                    f"({c.batch_size}) or 0 for all")
+        errs.append(_("train_size ({train_size}) must be at least batch_size "
+                      "({batch_size}) or 0 for all").format(train_size=c.train_size,
+                                                            batch_size=c.batch_size))
     return errs
 
 
@@ -308,7 +356,7 @@ def parse_config(values: Mapping[str, Any], base: Config | None = None,
     for key, raw in values.items():
         k = KNOB.get(key)
         if k is None:
-            warnings.append(f"unknown setting {shown(key)} ignored")
+            warnings.append(_("unknown setting {name} ignored").format(name=shown(key)))
             continue
         if isinstance(raw, (list, tuple)):
             if not raw:
@@ -316,12 +364,14 @@ def parse_config(values: Mapping[str, Any], base: Config | None = None,
             raw = raw[-1]
         v, why = k.read(raw)
         if why:
-            warnings.append(f"{why}; using {getattr(base, key)!r}")
+            warnings.append(_("{why}; using {value}").format(why=why,
+                                                             value=repr(getattr(base, key))))
         else:
             good[key] = v
     cfg = base.replace(**good)
     for msg in cross_field_errors(cfg):
-        warnings.append(msg + "; using the defaults for batch_size, devices and train_size")
+        warnings.append(_("{why}; using the defaults for batch_size, devices and train_size")
+                        .format(why=msg))
         cfg = cfg.replace(batch_size=base.batch_size, devices=base.devices,
                           train_size=base.train_size)
         if cross_field_errors(cfg):

@@ -18,6 +18,7 @@ from functools import lru_cache
 
 from bnviz import norm_kinds
 from bnviz.config import SITE_WIDTH, Config
+from bnviz.i18n import _
 from bnviz.metrics import EVAL_MODES, FINAL_MODES
 from bnviz.schedule import epoch_plan, probe_size
 
@@ -142,36 +143,44 @@ def estimate(cfg: Config, n_train: int, n_test: int) -> Cost:
                 probe_examples=int(round(evals * probe_work)))
 
 
-def describe_seconds(s: float) -> str:
-    """'about 40 s', 'about 3 min', 'about 2 h 40 min': an estimate, rounded for people."""
+def describe_seconds(s: float, about: bool = True) -> str:
+    """'about 40 s', 'about 3 min', 'about 2 h 40 min': an estimate, rounded for people, in the
+    reader's language. about=False leaves out the 'about' (a cap: '2 min')."""
     if s < 1:
-        return "under a second"
+        return _("under a second")
     if s < 90:
-        return f"about {s:.0f} s"
+        text = _("about {s:.0f} s") if about else _("{s:.0f} s")
+        return text.format(s=s)
     if s < 3600:
-        return f"about {s / 60:.0f} min"
+        text = _("about {min:.0f} min") if about else _("{min:.0f} min")
+        return text.format(min=s / 60)
     h, m = divmod(round(s / 60), 60)
     if h >= 48:
-        return f"about {h / 24:.0f} days"
-    return f"about {h} h {m} min" if m else f"about {h} h"
+        text = _("about {days:.0f} days") if about else _("{days:.0f} days")
+        return text.format(days=h / 24)
+    if m:
+        text = _("about {h} h {m} min") if about else _("{h} h {m} min")
+        return text.format(h=h, m=m)
+    return (_("about {h} h") if about else _("{h} h")).format(h=h)
 
 
 def suggestions(cfg: Config, cost: Cost, rates: Rates | None = None) -> list[str]:
-    """What would make the run cheaper, the change that saves most first."""
+    """What would make the run cheaper, the change that saves most first (in the reader's
+    language)."""
     parts = cost.parts(rates)
     tips = []
     if cfg.batch_size < 256:
-        tips.append((parts["steps"], "raise batch_size"))
+        tips.append((parts["steps"], _("raise batch_size")))
     if cfg.eval_every:
         tips.append((parts["evaluation"] + parts.get("probes", 0.0),
-                     "set eval_every to 0 (once per epoch)"
-                     + (" or raise it (the probes run at every evaluation)"
-                        if cost.probe_examples else "")))
+                     _("set eval_every to 0 (once per epoch) or raise it (the probes run at "
+                       "every evaluation)") if cost.probe_examples else
+                     _("set eval_every to 0 (once per epoch)")))
     if cost.probe_examples:
-        tips.append((parts["probes"], "turn off the probes (e.g. landscape)"))
+        tips.append((parts["probes"], _("turn off the probes (e.g. landscape)")))
     if cfg.compare_eval:
-        tips.append((parts["evaluation"] * 0.6, "turn off compare_eval"))
+        tips.append((parts["evaluation"] * 0.6, _("turn off compare_eval")))
     if cfg.snapshot_every:
-        tips.append((parts["snapshots"], "set snapshot_every to 0"))
-    tips.append((parts["training"] * 0.5, "use fewer epochs or a smaller train_size"))
+        tips.append((parts["snapshots"], _("set snapshot_every to 0")))
+    tips.append((parts["training"] * 0.5, _("use fewer epochs or a smaller train_size")))
     return [t for _, t in sorted(tips, key=lambda t: -t[0])]

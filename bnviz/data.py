@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bnviz.i18n import N_, _
+
 FILES = {
     "train_x": "train-images-idx3-ubyte.gz",
     "train_y": "train-labels-idx1-ubyte.gz",
@@ -35,10 +37,12 @@ MD5 = {
 DOWNLOAD_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 SUBSET_PATH = Path(__file__).parent / "datasets" / "fashion_mnist_subset.npz"
-HOW_TO_GET = ("install Debian's package (apt-get install dataset-fashion-mnist), or put the "
-              "four IDX .gz files in a folder named by BNVIZ_DATA_DIR")
-HOSTED_NO_DOWNLOAD = ("this is a hosted server (BNVIZ_HOSTED=1), which never downloads the "
-                      "data set: its operator installs it")
+# The errors below are in the reader's language where a page raises them (English in the CLI
+# and in training threads, which record them with the run); these two are English, shown with _().
+HOW_TO_GET = N_("install Debian's package (apt-get install dataset-fashion-mnist), or put the "
+                "four IDX .gz files in a folder named by BNVIZ_DATA_DIR")
+HOSTED_NO_DOWNLOAD = N_("this is a hosted server (BNVIZ_HOSTED=1), which never downloads the "
+                        "data set: its operator installs it")
 SIZES = {"full": (60000, 10000), "subset": (5000, 1000)}  # train, test images
 
 
@@ -70,16 +74,19 @@ def read_idx(path: Path) -> np.ndarray:
         with opener(path, "rb") as f:
             data = f.read()
     except (OSError, EOFError) as e:
-        raise DataError(f"cannot read {path}: {e}; it may be corrupt — {HOW_TO_GET}") from e
+        raise DataError(_("cannot read {path}: {error}; it may be corrupt — {how}").format(
+            path=path, error=e, how=_(HOW_TO_GET))) from e
     if len(data) < 4:
-        raise DataError(f"{path} is too short to be an IDX file")
+        raise DataError(_("{path} is too short to be an IDX file").format(path=path))
     zero, dtype, ndim = struct.unpack(">HBB", data[:4])
     if zero != 0 or dtype != 0x08:
-        raise DataError(f"{path} is not an IDX file of unsigned bytes (magic {data[:4].hex()})")
+        raise DataError(_("{path} is not an IDX file of unsigned bytes (magic {magic})")
+                        .format(path=path, magic=data[:4].hex()))
     dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(dims)):
-        raise DataError(f"{path} is truncated: header says {dims}, found {body.size} bytes")
+        raise DataError(_("{path} is truncated: header says {dims}, found {size} bytes")
+                        .format(path=path, dims=dims, size=body.size))
     return body.reshape(dims).copy()  # writable, so torch can share it
 
 
@@ -87,8 +94,8 @@ def candidate_dirs() -> list[tuple[str, Path]]:
     dirs = []
     if os.environ.get("BNVIZ_DATA_DIR"):
         dirs.append(("$BNVIZ_DATA_DIR", Path(os.environ["BNVIZ_DATA_DIR"])))
-    dirs.append(("user cache", cache_dir() / "fashion-mnist"))
-    dirs.append(("Debian package", DEBIAN_DIR))
+    dirs.append((N_("user cache"), cache_dir() / "fashion-mnist"))
+    dirs.append((N_("Debian package"), DEBIAN_DIR))
     return dirs
 
 
@@ -115,9 +122,11 @@ def download(dest: Path, timeout: float = 10.0) -> Path:
             with urllib.request.urlopen(DOWNLOAD_URL + name, timeout=timeout) as r:
                 blob = r.read()
         except OSError as e:
-            raise DataError(f"could not download {name} ({e}); {HOW_TO_GET}") from e
+            raise DataError(_("could not download {name} ({error}); {how}").format(
+                name=name, error=e, how=_(HOW_TO_GET))) from e
         if hashlib.md5(blob).hexdigest() != MD5[name]:
-            raise DataError(f"downloaded {name} fails its checksum; not used")
+            raise DataError(_("downloaded {name} fails its checksum; not used").format(
+                name=name))
         tmp = target.with_suffix(".part")
         tmp.write_bytes(blob)
         tmp.replace(target)
@@ -140,7 +149,8 @@ def load_arrays(src: Path) -> dict[str, np.ndarray]:
     arrays = {k: read_idx(src / name) for k, name in FILES.items()}
     for split in ("train", "test"):
         if len(arrays[f"{split}_x"]) != len(arrays[f"{split}_y"]):
-            raise DataError(f"{src}: {split} images and labels differ in count")
+            raise DataError(_("{src}: {split} images and labels differ in count").format(
+                src=src, split=split))
     try:
         cdir.mkdir(parents=True, exist_ok=True)
         for k, a in arrays.items():
@@ -183,12 +193,16 @@ def _arrays(which: str) -> tuple[dict[str, np.ndarray], str, str]:
                     _memo[("full", src)] = load_arrays(src)
                 return _memo[("full", src)], "full", str(src)
         if which == "full":
-            looked = ", ".join(f"{label} ({p})" for label, p in candidate_dirs())
-            hosted = f"; {HOSTED_NO_DOWNLOAD}" if os.environ.get("BNVIZ_HOSTED") == "1" else ""
-            raise DataError(f"full Fashion-MNIST not found; looked in {looked}{hosted}; "
-                            f"{HOW_TO_GET}")
+            looked = ", ".join(f"{_(label)} ({p})" for label, p in candidate_dirs())
+            if os.environ.get("BNVIZ_HOSTED") == "1":
+                text = _("full Fashion-MNIST not found; looked in {looked}; {hosted}; {how}")
+            else:
+                text = _("full Fashion-MNIST not found; looked in {looked}; {how}")
+            raise DataError(text.format(looked=looked, hosted=_(HOSTED_NO_DOWNLOAD),
+                                        how=_(HOW_TO_GET)))
     if not SUBSET_PATH.is_file():
-        raise DataError(f"the bundled subset {SUBSET_PATH} is missing; reinstall bnviz")
+        raise DataError(_("the bundled subset {path} is missing; reinstall bnviz").format(
+            path=SUBSET_PATH))
     with _lock:
         if ("subset",) not in _memo:
             with np.load(SUBSET_PATH) as z:

@@ -7,6 +7,7 @@ from typing import Callable, Iterable
 
 from bnviz import norm_kinds
 from bnviz.config import KNOB, PRESETS, SITES, Config, differing_knobs
+from bnviz.i18n import N_, _
 from bnviz.metrics import EVAL_MODES, grid_metrics, metric
 from bnviz.stats import fluctuation
 
@@ -16,7 +17,10 @@ DEFAULT_SEEDS = 5  # per configuration, on pages, in the CLI and in the results 
 @dataclass(frozen=True)
 class GridPoint:
     """One configuration of a grid. `arm` is its id (stable: readings, findings and tests
-    look arms up by it); `label` is what people read and may change freely."""
+    look arms up by it); `label` is what people read and may change freely: the grids below
+    write it in the reader's language when they are built (`_()`: English in the CLI, the
+    library build and the README; the visitor's language on a page), so tables, legends and
+    readings that show it need no second translation."""
     label: str
     config: Config
     arm: str = ""
@@ -47,15 +51,15 @@ def ablation_grid(base: Config) -> list[GridPoint]:
 
     def only(*keep: str) -> Config:
         return bn.replace(**{f"norm_{s}": s in keep for s in SITES})
-    points = [GridPoint("all four BN layers", bn, "all"),
-              GridPoint("no BN", bn.replace(norm="none"), "none")]
+    points = [GridPoint(_("all four BN layers"), bn, "all"),
+              GridPoint(_("no BN"), bn.replace(norm="none"), "none")]
     for s in SITES:
-        points.append(GridPoint(f"without {s} BN", only(*(x for x in SITES if x != s)),
-                                f"without_{s}"))
-    points += [GridPoint("only conv1 + fc1 BN", only("conv1", "fc1"), "only_conv1_fc1"),
-               GridPoint("only conv2 + fc2 BN", only("conv2", "fc2"), "only_conv2_fc2"),
-               GridPoint("only the conv BNs", only("conv1", "conv2"), "only_conv"),
-               GridPoint("FC BNs → dropout 0.5", bn.replace(dropout_fc=True, dropout_p=0.5),
+        points.append(GridPoint(_("without {site} BN").format(site=s),
+                                only(*(x for x in SITES if x != s)), f"without_{s}"))
+    points += [GridPoint(_("only conv1 + fc1 BN"), only("conv1", "fc1"), "only_conv1_fc1"),
+               GridPoint(_("only conv2 + fc2 BN"), only("conv2", "fc2"), "only_conv2_fc2"),
+               GridPoint(_("only the conv BNs"), only("conv1", "conv2"), "only_conv"),
+               GridPoint(_("FC BNs → dropout 0.5"), bn.replace(dropout_fc=True, dropout_p=0.5),
                          "dropout_fc")]
     return points
 
@@ -74,12 +78,15 @@ def batch_size_grid(base: Config, sizes: Iterable[int] = (2, 4, 8, 16, 32, 64, 1
             lr = base.lr * bs / 256 if scale_lr else base.lr
             cfg = base.replace(norm=norm, batch_size=bs, devices=1,
                                lr=max(min(lr, 100.0), 1e-4))
-            points.append(GridPoint(f"{norm}, batch {bs}", cfg, sgd_batch_arm(norm, bs)))
+            points.append(GridPoint(_("{norm}, batch {batch_size}").format(norm=norm,
+                                                                             batch_size=bs),
+                                    cfg, sgd_batch_arm(norm, bs)))
     return points
 
 
 NORM_BATCH_SGD = 256  # the SGD batch of norm_batch_grid: d2l's, and Wu & He's per-step batch
-NORM_NAMES = norm_kinds.LABELS  # id → display name, read live from the norm-kind registry
+NORM_NAMES = norm_kinds.LABELS  # id → display name (reader's language), read live from the
+# norm-kind registry
 
 
 def per_bn_choices(sgd_batch: int = NORM_BATCH_SGD) -> tuple[int, ...]:
@@ -103,10 +110,12 @@ def sgd_batch_arm(norm: str, batch_size: int) -> str:
 def norm_batch_label(norm: str, per_bn: int | None, groups: int = 2) -> str:
     name = NORM_NAMES.get(norm, norm)
     if norm == "group":
-        name = f"GroupNorm ({groups} group{'s' if groups != 1 else ''})"
+        name = (_("GroupNorm ({groups} groups)") if groups != 1 else
+                _("GroupNorm ({groups} group)")).format(groups=groups)
     elif norm == "layer":
-        name = "LayerNorm (1 group)"
-    return f"{name}, reference" if per_bn is None else f"{name}, {per_bn} per BN"
+        name = _("LayerNorm (1 group)")
+    return _("{name}, reference").format(name=name) if per_bn is None else \
+        _("{name}, {per_bn} per BN").format(name=name, per_bn=per_bn)
 
 
 def norm_batch_grid(base: Config, per_bn: Iterable[int] | None = None,
@@ -135,25 +144,26 @@ def norm_batch_grid(base: Config, per_bn: Iterable[int] | None = None,
 
 def lr_grid(base: Config, lrs: Iterable[float] = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0),
             norms: Iterable[str] = ("bn", "none")) -> list[GridPoint]:
-    return [GridPoint(f"{n}, lr {lr:g}", base.replace(norm=n, lr=lr), f"{n}@lr{lr:g}")
-            for n in norms for lr in lrs]
+    return [GridPoint(_("{norm}, lr {lr:g}").format(norm=n, lr=lr), base.replace(norm=n, lr=lr),
+                      f"{n}@lr{lr:g}") for n in norms for lr in lrs]
 
 
 def devices_grid(base: Config, ks: Iterable[int] = (1, 2, 4, 8)) -> list[GridPoint]:
-    return [GridPoint(f"{k} device(s), {base.batch_size // k} per device",
+    return [GridPoint(_("{k} device(s), {per_device} per device").format(
+                          k=k, per_device=base.batch_size // k),
                       base.replace(devices=k), f"devices{k}")
             for k in ks if base.batch_size % k == 0]
 
 
 def bias_grid(base: Config) -> list[GridPoint]:
     """The same LeNet-BN with and without the biases that BN cancels (seeds: with_seeds)."""
-    return [GridPoint(f"bias {'on' if b else 'off'}", base.replace(bias=b),
+    return [GridPoint(_("bias on") if b else _("bias off"), base.replace(bias=b),
                       f"bias_{'on' if b else 'off'}") for b in (True, False)]
 
 
 def fluctuation_grid(base: Config) -> list[GridPoint]:
     """One run evaluated with running, PreciseBN and batch statistics at every evaluation."""
-    return [GridPoint("LeNet-BN, evaluated three ways", base.replace(compare_eval=True),
+    return [GridPoint(_("LeNet-BN, evaluated three ways"), base.replace(compare_eval=True),
                       "three_ways")]
 
 
@@ -185,17 +195,18 @@ def dataparallel_grid(base: Config) -> list[GridPoint]:
     replica and is lost; eval-mode accuracy collapses while training looks fine. Buffers
     updated in place (bn_scratch, nn.BatchNorm) survive. Batch size, lr, epochs and seed are
     the base's."""
-    arms = [("book_1", "book BN, 1 device", "bn_d2l", 1),
-            ("book_2", "book BN, 2 devices (DataParallel)", "bn_d2l", 2),
-            ("scratch_2", "fixed: buffers updated in place, 2 devices", "bn_scratch", 2),
-            ("bn_8", f"nn.BatchNorm, 8 devices ({base.batch_size // 8} per device)", "bn", 8),
-            ("bn_1", "nn.BatchNorm, 1 device", "bn", 1)]
+    arms = [("book_1", _("book BN, 1 device"), "bn_d2l", 1),
+            ("book_2", _("book BN, 2 devices (DataParallel)"), "bn_d2l", 2),
+            ("scratch_2", _("fixed: buffers updated in place, 2 devices"), "bn_scratch", 2),
+            ("bn_8", _("nn.BatchNorm, 8 devices ({per_device} per device)").format(
+                per_device=base.batch_size // 8), "bn", 8),
+            ("bn_1", _("nn.BatchNorm, 1 device"), "bn", 1)]
     return [GridPoint(label, base.replace(norm=norm, devices=k), arm)
             for arm, label, norm, k in arms]
 
 
 def presets_grid(base: Config) -> list[GridPoint]:
-    """d2l's three runs of the chapter (the presets), with the base's data, epochs and seed."""
+    """d2l's runs of the chapter, both editions (the presets), with the base's data, epochs, seed."""
     touched = {k for values in PRESETS.values() for k in values}
     neutral = base.replace(**{k: getattr(Config(), k) for k in touched})
     return [GridPoint(name, neutral.replace(**values), name) for name, values in PRESETS.items()]
@@ -224,9 +235,10 @@ def landscape_grid(base: Config, relu_lr: float = LANDSCAPE_RELU_LR) -> list[Gri
     for act, lr in (("sigmoid", base.lr), ("relu", relu_lr)):
         for norm in (bn, "none"):
             name = "BN" if norm == "bn" else NORM_NAMES.get(norm, norm)
-            points.append(GridPoint(f"{name if norm != 'none' else 'no BN'}, {act}, lr {lr:g}",
-                                    probe.replace(norm=norm, activation=act, lr=lr),
-                                    f"{'none' if norm == 'none' else 'bn'}_{act}"))
+            points.append(GridPoint(_("{name}, {activation}, lr {lr:g}").format(
+                name=name if norm != "none" else _("no BN"), activation=act, lr=lr),
+                probe.replace(norm=norm, activation=act, lr=lr),
+                f"{'none' if norm == 'none' else 'bn'}_{act}"))
     return points
 
 
@@ -245,10 +257,12 @@ def weight_decay_grid(base: Config) -> list[GridPoint]:
     on = base.replace(track_weights=True, train_only="all", dropout_fc=False)
     bn = on.replace(norm=base.norm if base.norm != "none" else "bn")
     none = on.replace(norm="none")
-    return [GridPoint("BN, no weight decay", bn.replace(weight_decay=0.0), "bn_wd0"),
-            GridPoint(f"BN, weight decay {wd:g}", bn.replace(weight_decay=wd), "bn_wd"),
-            GridPoint("no BN, no weight decay", none.replace(weight_decay=0.0), "none_wd0"),
-            GridPoint(f"no BN, weight decay {wd:g}", none.replace(weight_decay=wd), "none_wd")]
+    return [GridPoint(_("BN, no weight decay"), bn.replace(weight_decay=0.0), "bn_wd0"),
+            GridPoint(_("BN, weight decay {wd:g}").format(wd=wd), bn.replace(weight_decay=wd),
+                      "bn_wd"),
+            GridPoint(_("no BN, no weight decay"), none.replace(weight_decay=0.0), "none_wd0"),
+            GridPoint(_("no BN, weight decay {wd:g}").format(wd=wd),
+                      none.replace(weight_decay=wd), "none_wd")]
 
 
 def train_only_grid(base: Config) -> list[GridPoint]:
@@ -258,9 +272,9 @@ def train_only_grid(base: Config) -> list[GridPoint]:
     kind = norm_kinds.get(base.norm)
     norm = base.norm if kind.factory is not None and kind.scale else "bn"
     on = base.replace(norm=norm, freeze_affine=False, track_weights=True, dropout_fc=False)
-    return [GridPoint("train everything", on.replace(train_only="all"), "all"),
-            GridPoint("train only gamma and beta", on.replace(train_only="bn"), "bn_only"),
-            GridPoint("train as many random weights", on.replace(train_only="random"),
+    return [GridPoint(_("train everything"), on.replace(train_only="all"), "all"),
+            GridPoint(_("train only gamma and beta"), on.replace(train_only="bn"), "bn_only"),
+            GridPoint(_("train as many random weights"), on.replace(train_only="random"),
                       "random")]
 
 
@@ -281,19 +295,21 @@ def ics_grid(base: Config) -> list[GridPoint]:
     `ics_probe` knob: ICS per layer and one unit's input distribution per layer)."""
     on = base.replace(ics_probe=True, dropout_fc=False)
     return [GridPoint("BN", on.replace(norm="bn"), "bn"),
-            GridPoint(f"noisy BN (noise mean within ±{base.noise_mean:g}, std up to "
-                      f"{base.noise_std:g})", on.replace(norm="noisy_bn"), "noisy_bn"),
-            GridPoint("no BN", on.replace(norm="none"), "none")]
+            GridPoint(_("noisy BN (noise mean within ±{noise_mean:g}, std up to "
+                        "{noise_std:g})").format(noise_mean=base.noise_mean,
+                                                 noise_std=base.noise_std),
+                      on.replace(norm="noisy_bn"), "noisy_bn"),
+            GridPoint(_("no BN"), on.replace(norm="none"), "none")]
 
 
 GRIDS["ics"] = ics_grid
 
 
 # Fine-tuning on a shifted part of the data, BN updating or frozen (bnviz/finetune.py).
-FINETUNE_LABELS = {
-    "update": "BN updating (train mode)",
-    "frozen_stats": "BN frozen: eval mode, gamma/beta learn",
-    "frozen_all": "BN frozen: eval mode, gamma/beta fixed",
+FINETUNE_LABELS = {  # English; finetune_grid's labels are their _()
+    "update": N_("BN updating (train mode)"),
+    "frozen_stats": N_("BN frozen: eval mode, gamma/beta learn"),
+    "frozen_all": N_("BN frozen: eval mode, gamma/beta fixed"),
 }
 
 
@@ -303,7 +319,7 @@ def finetune_grid(base: Config) -> list[GridPoint]:
     updating, BN in eval mode (running statistics frozen), and eval mode with gamma and beta
     frozen too. The pretraining is the same run in all three (paired seeds)."""
     on = base.replace(finetune_epochs=base.finetune_epochs or 1)
-    return [GridPoint(label, on.replace(finetune_bn=arm), arm)
+    return [GridPoint(_(label), on.replace(finetune_bn=arm), arm)
             for arm, label in FINETUNE_LABELS.items()]
 
 
@@ -315,10 +331,10 @@ def lite_grid(base: Config) -> list[GridPoint]:
     """Full BN, mean-only BN, variance-only BN and no norm at the base's sites, every run
     recording the distribution at each activation (`record_activations`), on paired seeds."""
     on = base.replace(record_activations=True, dropout_fc=False)
-    return [GridPoint("full BN", on.replace(norm="bn"), "bn"),
-            GridPoint("mean only", on.replace(norm="bn_mean"), "bn_mean"),
-            GridPoint("variance only", on.replace(norm="bn_var"), "bn_var"),
-            GridPoint("no norm", on.replace(norm="none"), "none")]
+    return [GridPoint(_("full BN"), on.replace(norm="bn"), "bn"),
+            GridPoint(_("mean only"), on.replace(norm="bn_mean"), "bn_mean"),
+            GridPoint(_("variance only"), on.replace(norm="bn_var"), "bn_var"),
+            GridPoint(_("no norm"), on.replace(norm="none"), "none")]
 
 
 # BN before or after the activation, with the book's sigmoid and with ReLU.
@@ -332,8 +348,9 @@ def placement_grid(base: Config, relu_lr: float | None = None) -> list[GridPoint
     for act in ("sigmoid", "relu"):
         lr = relu_lr if act == "relu" and relu_lr else base.lr
         for pos, name in (("before_act", "before"), ("after_act", "after")):
-            points.append(GridPoint(f"BN {name} the {act}",
-                                    on.replace(activation=act, norm_position=pos, lr=lr),
+            label = (_("BN before the {activation}") if name == "before" else
+                     _("BN after the {activation}")).format(activation=act)
+            points.append(GridPoint(label, on.replace(activation=act, norm_position=pos, lr=lr),
                                     f"{name}_{act}"))
     return points
 

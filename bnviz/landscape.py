@@ -30,6 +30,7 @@ import math
 import threading
 from dataclasses import dataclass
 
+from bnviz.i18n import N_
 from bnviz.metrics import Metric, METRICS, register
 
 STEP_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)  # step sizes s = η × these (the paper's range)
@@ -170,10 +171,10 @@ PROBES = (
 )
 # Over training, per run: the mean of these probe values over its evaluations (the grid
 # tables, the findings and the reading compare runs on them).
-OVER_TRAINING = {"landscape_band": ("landscape_band_mean", "loss band width (mean)"),
+OVER_TRAINING = {"landscape_band": ("landscape_band_mean", N_("loss band width (mean)")),
                  "landscape_gradpred_max": ("landscape_gradpred_mean",
-                                            "gradient change (mean of max)"),
-                 "landscape_beta": ("landscape_beta_mean", "β-smoothness (mean)")}
+                                            N_("gradient change (mean of max)")),
+                 "landscape_beta": ("landscape_beta_mean", N_("β-smoothness (mean)"))}
 
 
 def series(view, metric_id: str) -> list[float]:

@@ -18,14 +18,16 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from bnviz.i18n import N_
+
 # The three ways bnviz evaluates test accuracy (the eval_mode knob's choices).
 EVAL_MODES = ("running", "precise", "batch")
 # The modes every run's summary reports at the end, whatever its eval_mode: comparisons read
 # both (test_acc_running and test_acc_precise), since the running statistics' lag swings one
 # run's accuracy far more than PreciseBN's.
 FINAL_MODES = ("running", "precise")
-EVAL_MODE_LABELS = {"running": "running statistics", "precise": "PreciseBN",
-                    "batch": "batch statistics"}
+EVAL_MODE_LABELS = {"running": N_("running statistics"), "precise": "PreciseBN",
+                    "batch": N_("batch statistics")}  # shown with _()
 # Fashion-MNIST has ten balanced classes: 0.10 is guessing, and below this a run has not
 # trained (or its eval-mode statistics do not fit its weights).
 CHANCE = 0.15
@@ -45,7 +47,7 @@ class MetricContext:
 @dataclass(frozen=True)
 class Metric:
     id: str
-    label: str  # what a table column or an axis says
+    label: str  # what a table column or an axis says (English, N_-marked: shown with _())
     source: str  # "eval" | "final" | "derived" | "probe" (see the module docstring)
     higher_is_better: bool | None = True  # None: neither (a diagnostic)
     unit: str = ""  # "" for a plain number; "accuracy" for a fraction of test images
@@ -85,25 +87,25 @@ def _fluctuation(view) -> float:
 
 
 _BUILTIN = (
-    Metric("train_loss", "train loss", "eval", higher_is_better=False,
+    Metric("train_loss", N_("train loss"), "eval", higher_is_better=False,
            help="mean training loss over the last epoch, train mode (as d2l reports it)"),
-    Metric("train_acc", "train acc", "eval", unit="accuracy",
+    Metric("train_acc", N_("train acc"), "eval", unit="accuracy",
            help="accuracy on the last epoch's training batches, train mode"),
-    Metric("test_loss", "test loss", "eval", higher_is_better=False, grid=False),
-    Metric("test_acc", "test acc", "eval", unit="accuracy",
+    Metric("test_loss", N_("test loss"), "eval", higher_is_better=False, grid=False),
+    Metric("test_acc", N_("test acc"), "eval", unit="accuracy",
            help="test accuracy with the run's eval_mode"),
-    Metric("test_acc_running", "test acc (running stats)", "final", unit="accuracy",
+    Metric("test_acc_running", N_("test acc (running stats)"), "final", unit="accuracy",
            help="final test accuracy with BN's running statistics (PyTorch's eval mode)"),
-    Metric("test_acc_precise", "test acc (PreciseBN)", "final", unit="accuracy",
+    Metric("test_acc_precise", N_("test acc (PreciseBN)"), "final", unit="accuracy",
            help="final test accuracy with the statistics recomputed for the final weights"),
-    Metric("gap", "train − test", "derived", higher_is_better=False, from_view=_gap,
+    Metric("gap", N_("train − test"), "derived", higher_is_better=False, from_view=_gap,
            help="train accuracy minus test accuracy"),
-    Metric("fluctuation", "fluctuation", "derived", higher_is_better=False, digits=4,
+    Metric("fluctuation", N_("fluctuation"), "derived", higher_is_better=False, digits=4,
            from_view=_fluctuation,
            help="std of test accuracy over the last five evaluations"),
-    Metric("eval_batch_acc", "probe batch acc (eval mode)", "eval", unit="accuracy",
+    Metric("eval_batch_acc", N_("probe batch acc (eval mode)"), "eval", unit="accuracy",
            grid=False),
-    Metric("train_mode_batch_acc", "probe batch acc (train mode)", "eval", unit="accuracy",
+    Metric("train_mode_batch_acc", N_("probe batch acc (train mode)"), "eval", unit="accuracy",
            grid=False),
 )
 METRICS: dict[str, Metric] = {m.id: m for m in _BUILTIN}
@@ -216,18 +218,18 @@ def _drift(view) -> float:
     return final_drift(view)
 
 
-for _part, _name in ((0, "a"), (1, "b")):
-    register(Metric(f"acc_part_{_name}", f"test acc, part {_name.upper()}", "probe",
+for _part, _name, _label in ((0, "a", N_("test acc, part A")), (1, "b", N_("test acc, part B"))):
+    register(Metric(f"acc_part_{_name}", _label, "probe",
                     unit="accuracy", probe=_part_acc(_part), applies=_finetunes,
                     work=_part_work,
                     help=f"fine-tuning runs: test accuracy on part {_name.upper()}'s test "
                          "images (finetune_shift) with the running statistics (eval mode)"))
-register(Metric("bn_drift", "running-mean drift (σ)", "derived", higher_is_better=None,
+register(Metric("bn_drift", N_("running-mean drift (σ)"), "derived", higher_is_better=None,
                 from_view=_drift, applies=_finetunes,
                 help="fine-tuning runs: how far BN's running means moved from the start of "
                      "the fine-tuning to its end, in running standard deviations, averaged "
                      "over channels and layers (0 when frozen)"))
-del _part, _name
+del _part, _name, _label
 
 
 # -- internal covariate shift (Santurkar et al. 2018, §2.2; bnviz/ics.py, issue 20) -----------
@@ -301,7 +303,7 @@ register(Metric("ics_l2", "ICS ‖G − G′‖", "derived", higher_is_better=No
                 from_view=_ics_over_training("l2"), applies=_ics_on,
                 help="internal covariate shift: ‖G − G′‖₂, averaged over conv2, fc1, fc2, "
                      "fc3 and the run's evaluations"))
-register(Metric("input_shift", "input shift (|Δ median|)", "derived", higher_is_better=None,
+register(Metric("input_shift", N_("input shift (|Δ median|)"), "derived", higher_is_better=None,
                 digits=4, from_view=_input_shift, applies=_ics_on,
                 help="how far the layers' inputs move over training: the change of unit 0's "
                      "median input between consecutive evaluations (fixed probe batch), "

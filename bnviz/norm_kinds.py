@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Union
 
+from bnviz.i18n import N_, _, is_zh
+
 SITE_TYPES = ("conv", "fc")  # (N, C, H, W) after conv1/conv2, (N, D) after fc1/fc2
 # Whether a kind's mean subtraction cancels the bias before it: a constant, or a rule of the
 # config and the site (GroupNorm: only with one channel per group).
@@ -25,6 +27,8 @@ BiasRule = Union[bool, Callable[[Any, str], bool]]
 @dataclass(frozen=True)
 class NormKind:
     id: str  # the `norm` knob's value: CLI, links, the run store (never rename one)
+    # label, help and option are English (marked with N_); label(), option() and
+    # knob_help(translated=True) give them in the reader's language.
     label: str  # short display name: grid labels, filters, tables ("BN", "LayerNorm")
     help: str  # one clause of the `norm` knob's help ("nn.BatchNorm")
     # "module:function" (or a callable) building the layer:
@@ -144,10 +148,10 @@ class _Ids(Sequence):
 
 
 class _Labels(Mapping):
-    """id → label, read live."""
+    """id → label, read live, in the reader's language."""
 
     def __getitem__(self, kind_id: str) -> str:
-        return _KINDS[kind_id].label
+        return _(_KINDS[kind_id].label)
 
     def __iter__(self) -> Iterator[str]:
         return iter(tuple(_KINDS))
@@ -161,14 +165,16 @@ LABELS: Mapping[str, str] = _Labels()
 
 
 def label(kind_id: str) -> str:
-    """The display name, or the id itself for a kind no longer registered (old stored runs)."""
+    """The display name in the reader's language, or the id itself for a kind no longer
+    registered (old stored runs)."""
     k = _KINDS.get(kind_id)
-    return k.label if k else str(kind_id)
+    return _(k.label) if k else str(kind_id)
 
 
 def option(kind_id: str) -> str:
+    """What the lab's selectbox shows, in the reader's language."""
     k = _KINDS.get(kind_id)
-    return k.option if k else str(kind_id)
+    return _(k.option) if k else str(kind_id)
 
 
 def knob_values(cfg) -> dict:
@@ -176,8 +182,14 @@ def knob_values(cfg) -> dict:
     return {n: getattr(cfg, n) for n in get(cfg.norm).knobs}
 
 
-def knob_help() -> str:
-    return "normalisation layer: " + ", ".join(k.help for k in _KINDS.values())
+def knob_help(translated: bool = False) -> str:
+    """The `norm` knob's help: English (config.py stores it at import: the CLI's --help), or
+    with `translated` in the reader's language (the dashboard's widget, Knob.help_text)."""
+    if not translated:
+        return "normalisation layer: " + ", ".join(k.help for k in _KINDS.values())
+    sep = "；" if is_zh() else ", "
+    return _("normalisation layer: {kinds}").format(
+        kinds=sep.join(_(k.help) for k in _KINDS.values()))
 
 
 def batchnorms() -> tuple[str, ...]:
@@ -230,42 +242,42 @@ def _one_channel_per_group(cfg, site: str) -> bool:
 _BN = dict(batch_dependent=True, running_stats=True, cancels_bias=True, full_bn=True)
 _BATCH = dict(batch_dependent=True, running_stats=True)  # BN's variants below
 for _k in (
-    NormKind("none", "no norm", "none", None, option="none"),
+    NormKind("none", N_("no norm"), N_("none"), None, option=N_("none")),
     NormKind("bn", "BN", "nn.BatchNorm", "bnviz.norms:torch_batchnorm",
              option="BatchNorm (nn.BatchNorm)", **_BN),
-    NormKind("bn_scratch", "BN from scratch", "BatchNorm from scratch (d2l's maths, "
-             "statistics kept as buffers updated in place)", "bnviz.norms:scratch_batchnorm",
-             option="BatchNorm from scratch (d2l's maths, buffers)", **_BN),
-    NormKind("bn_d2l", "BN (book)", "d2l's BatchNorm module as the book writes it (moving "
-             "statistics as plain attributes: lost under DataParallel)",
+    NormKind("bn_scratch", N_("BN from scratch"), N_("BatchNorm from scratch (d2l's maths, "
+             "statistics kept as buffers updated in place)"), "bnviz.norms:scratch_batchnorm",
+             option=N_("BatchNorm from scratch (d2l's maths, buffers)"), **_BN),
+    NormKind("bn_d2l", N_("BN (book)"), N_("d2l's BatchNorm module as the book writes it "
+             "(moving statistics as plain attributes: lost under DataParallel)"),
              "bnviz.norms:book_batchnorm",
-             option="BatchNorm as the book writes it (moving stats as attributes)",
+             option=N_("BatchNorm as the book writes it (moving stats as attributes)"),
              stats=("moving_mean", "moving_var"), scale="gamma", shift="beta", **_BN),
     # d2l's exercise 4: a "lite" BN that removes only the mean, or only the variance. The mean
     # subtraction cancels the bias before it; dividing by the std does not (the output moves
     # by b / std).
-    NormKind("bn_mean", "BN mean only", "BN that only subtracts the per-channel batch mean "
-             "(no division; own gamma, beta, running statistics)",
-             "bnviz.norms:mean_only_batchnorm", option="Lite BN: mean only (no division)",
+    NormKind("bn_mean", N_("BN mean only"), N_("BN that only subtracts the per-channel batch "
+             "mean (no division; own gamma, beta, running statistics)"),
+             "bnviz.norms:mean_only_batchnorm", option=N_("Lite BN: mean only (no division)"),
              cancels_bias=True, **_BATCH),
-    NormKind("bn_var", "BN variance only", "BN that only divides by the per-channel batch "
-             "std (no mean subtraction; own gamma, beta, running statistics)",
+    NormKind("bn_var", N_("BN variance only"), N_("BN that only divides by the per-channel "
+             "batch std (no mean subtraction; own gamma, beta, running statistics)"),
              "bnviz.norms:variance_only_batchnorm",
-             option="Lite BN: variance only (no mean subtraction)", **_BATCH),
+             option=N_("Lite BN: variance only (no mean subtraction)"), **_BATCH),
     # Ioffe 2017. Its bias gets no gradient (r, d are constants and x - mu_B drops it), but
     # d = (mu_B - mu)/sigma and the moving mean still see it until the moving mean has caught
     # up: not an exact cancellation, so `bias` off keeps it.
-    NormKind("renorm", "Batch Renorm", "Batch Renormalization (Ioffe 2017: BN corrected by "
-             "r and d, clipped to renorm_rmax and renorm_dmax after renorm_warmup steps)",
+    NormKind("renorm", "Batch Renorm", N_("Batch Renormalization (Ioffe 2017: BN corrected by "
+             "r and d, clipped to renorm_rmax and renorm_dmax after renorm_warmup steps)"),
              "bnviz.norms:batch_renorm",
-             option="Batch Renormalization (Ioffe 2017)",
+             option=N_("Batch Renormalization (Ioffe 2017)"),
              knobs=("renorm_rmax", "renorm_dmax", "renorm_warmup"), **_BATCH),
     # Santurkar et al. 2018, fig. 2: BN, then noise whose mean and variance per activation
     # are redrawn every step (bnviz/noisy_bn.py); no noise in eval mode.
-    NormKind("noisy_bn", "noisy BN", "noisy BN (Santurkar et al. 2018: BN followed by noise "
-             "of mean ~ U(-noise_mean, noise_mean) and std ~ U(0, noise_std) per activation, "
-             "redrawn every step)", "bnviz.noisy_bn:noisy_batchnorm",
-             option="Noisy BN (BN + shifting noise, Santurkar et al. 2018)",
+    NormKind("noisy_bn", N_("noisy BN"), N_("noisy BN (Santurkar et al. 2018: BN followed by "
+             "noise of mean ~ U(-noise_mean, noise_mean) and std ~ U(0, noise_std) per "
+             "activation, redrawn every step)"), "bnviz.noisy_bn:noisy_batchnorm",
+             option=N_("Noisy BN (BN + shifting noise, Santurkar et al. 2018)"),
              knobs=("noise_mean", "noise_std", "seed"), cost=1.3, cancels_bias=True,
              eval_modes={"running": "BN's running statistics, no noise",
                          "precise": "PreciseBN statistics, no noise",
@@ -276,7 +288,8 @@ for _k in (
              cancels_bias=_one_channel_per_group),
     # Per-sample, per-channel statistics over H×W; a fully-connected feature has one value
     # per sample, so FC sites get LayerNorm.
-    NormKind("instance", "InstanceNorm", "InstanceNorm (conv sites; FC sites use LayerNorm)",
+    NormKind("instance", "InstanceNorm", N_("InstanceNorm (conv sites; FC sites use "
+             "LayerNorm)"),
              "bnviz.norms:instance_norm", sites=("conv",), fallback="layer",
              cancels_bias=True),
 ):

@@ -7,8 +7,8 @@
 # Python: $BNVIZ_PYTHON if set, else the first of python3, python3.14 ... python3.10 that is
 # 3.10 or newer. Nothing is installed into that Python itself, so a distribution's own,
 # externally managed Python (PEP 668) works as it is, and this part needs no root.
-# Debian packages (the real Fashion-MNIST, gcc for bnviz's fused CPU kernels, Chromium for the
-# browser tests) are installed when apt-get is there and we are root (or have password-less
+# Debian packages (the real Fashion-MNIST, gcc for bnviz's fused CPU kernels, a CJK font for
+# the Chinese UI, Chromium for the browser tests) are installed when apt-get is there and we are root (or have password-less
 # sudo); otherwise they are skipped with a message and the app uses its bundled subset.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,8 +37,9 @@ apt_install() {  # apt_install PKG...: true once they are installed
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 # gcc builds bnviz's fused CPU kernels (bnviz/speed/fused.c); without it training uses
-# PyTorch's ops.
-pkgs=(dataset-fashion-mnist gcc libc6-dev)
+# PyTorch's ops. fonts-noto-cjk gives a browser on this machine (and the screenshots of
+# scripts/screenshot.py and the browser tests) the glyphs of the Chinese UI (?lang=zh).
+pkgs=(dataset-fashion-mnist gcc libc6-dev fonts-noto-cjk)
 [ $dev = 1 ] && pkgs+=(chromium)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -44,10 +44,11 @@ def test_bench_tiny_writes_json(tmp_path):
 
 
 def test_grid_benchmark_runs_every_way(tmp_path):
-    """benchmarks/grid.py, cut down to two configs of one epoch on the bundled subset."""
+    """benchmarks/grid.py, cut down to two configs of one epoch on 512 images of the bundled
+    subset."""
     out = tmp_path / "grid.json"
     r = subprocess.run([sys.executable, "benchmarks/grid.py", "--dataset", "subset", "--epochs",
-                        "1", "--configs", "2", "--out", str(out)],
+                        "1", "--configs", "2", "--train-size", "512", "--out", str(out)],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "speed-up over one run after another" in r.stdout
@@ -55,7 +56,7 @@ def test_grid_benchmark_runs_every_way(tmp_path):
     assert set(res["ways"]) == {"cli_seq", "cli_jobs2", "dash_1", "dash_2"}
     for way in res["ways"].values():
         assert way["runs"] == 2 and way["failed"] == [] and way["wall_s"] > 0
-    assert res["speedup_over_cli_seq"]["cli_seq"] == 1.0
+    assert res["speedup_over_cli_seq"]["cli_seq"] == 1.0 and res["train_size"] == 512
 
 
 def test_ray_overhead_benchmark_runs(tmp_path):

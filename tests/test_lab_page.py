@@ -61,23 +61,38 @@ def test_link_markdown_is_shown_as_text_not_rendered():
     assert all("example.com" not in w.value for w in at.warning)
 
 
-PRESET_BUTTONS = {"LeNet-BN": "d2l-lenet-bn", "BN from scratch": "d2l-lenet-bn-scratch",
-                  "LeNet (no BN)": "d2l-lenet"}
+# Each edition's presets under its edition's name; in English the English edition's first.
+PRESET_BUTTONS = {"d2l-en-lenet-bn": "LeNet-BN", "d2l-en-lenet-bn-scratch": "BN from scratch",
+                  "d2l-lenet-bn": "LeNet-BN", "d2l-lenet-bn-scratch": "BN from scratch",
+                  "d2l-lenet": "LeNet (no BN)"}
 
 
-def test_preset_buttons_have_short_distinct_labels_and_say_what_they_change():
+def presets_of(at) -> dict:
+    return {b.key.removeprefix("preset_"): b for b in at.button
+            if b.key and b.key.startswith("preset_")}
+
+
+def test_preset_buttons_have_short_labels_under_their_edition_and_say_what_they_change():
     at = open_page("lab")
-    presets = [b for b in at.button if b.key and b.key.startswith("preset_")]
-    labels = [b.label for b in presets]
-    assert labels == list(PRESET_BUTTONS)  # one each, distinct, in the registry's order
-    assert all(len(label) <= 16 for label in labels)  # a sidebar-wide button shows it whole
-    helps = {b.label: b.help for b in presets}
-    for label, name in PRESET_BUTTONS.items():
-        assert name in helps[label] and "default" in helps[label]
-    assert "Normalisation → none" in helps["LeNet (no BN)"]
-    assert "Learning rate → 0.9" in helps["LeNet (no BN)"]
-    assert "conv1 padding → 2" in helps["LeNet (no BN)"]
-    assert "Normalisation → BatchNorm as the book writes it" in helps["BN from scratch"]
+    presets = presets_of(at)
+    assert {k: b.label for k, b in presets.items()} == PRESET_BUTTONS
+    assert list(presets) == list(PRESET_BUTTONS)  # the English edition's first, in English
+    assert all(len(b.label) <= 16 for b in presets.values())  # shown whole in the sidebar
+    captions = [c.value for c in at.sidebar.caption]
+    en, zh = (captions.index(c) for c in ("English edition (d2l.ai)",
+                                          "Chinese edition (zh.d2l.ai, 《动手学深度学习》)"))
+    assert en < zh
+    helps = {k: b.help for k, b in presets.items()}
+    for name in PRESET_BUTTONS:
+        assert name in helps[name] and "default" in helps[name]
+    assert "Normalisation → none" in helps["d2l-lenet"]
+    assert "Learning rate → 0.9" in helps["d2l-lenet"]
+    assert "conv1 padding → 2" in helps["d2l-lenet"]
+    assert "Normalisation → BatchNorm as the book writes it" in helps["d2l-lenet-bn-scratch"]
+    assert "Learning rate → 0.1" in helps["d2l-en-lenet-bn"]
+    assert "Batch size → 128" in helps["d2l-en-lenet-bn"]
+    zh_first = list(presets_of(open_page("lab", {"lang": "zh"})))
+    assert zh_first[:3] == ["d2l-lenet-bn", "d2l-lenet-bn-scratch", "d2l-lenet"]
 
 
 def test_preset_buttons_set_the_controls():
@@ -85,18 +100,23 @@ def test_preset_buttons_set_the_controls():
         return next(w for w in getattr(at, kind) if w.label == label).value
 
     at = open_page("lab", {"lr": "0.1", "epochs": "3"})
-    button(at, "LeNet (no BN)").click().run()
+    presets_of(at)["d2l-lenet"].click().run()
     assert not at.exception
     assert control(at, "selectbox", "Normalisation") == "none"
     assert control(at, "select_slider", "Learning rate") == 0.9
     assert control(at, "selectbox", "conv1 padding") == 2
     assert control(at, "number_input", "Epochs") == 10  # reset to the default, not kept
-    button(at, "BN from scratch").click().run()
+    presets_of(at)["d2l-lenet-bn-scratch"].click().run()
     assert control(at, "selectbox", "Normalisation") == "bn_d2l"
     assert control(at, "select_slider", "Learning rate") == 1.0
     assert control(at, "selectbox", "conv1 padding") == 0
-    button(at, "LeNet-BN").click().run()
+    presets_of(at)["d2l-en-lenet-bn"].click().run()
     assert control(at, "selectbox", "Normalisation") == "bn"
+    assert control(at, "select_slider", "Learning rate") == 0.1
+    assert control(at, "select_slider", "Batch size") == 128
+    presets_of(at)["d2l-lenet-bn"].click().run()
+    assert control(at, "selectbox", "Normalisation") == "bn"
+    assert control(at, "select_slider", "Learning rate") == 1.0
     assert not at.exception
 
 

@@ -49,7 +49,7 @@ CORE = sorted(p for p in (ROOT / "bnviz").glob("*.py") if p.name not in ("cli.py
 def test_the_tree_has_the_four_rooms():
     assert {p.name for p in (ROOT / "bnviz").iterdir() if p.is_dir() and
             not p.name.startswith("__")} == {"runs", "dashboard", "speed", "datasets",
-                                                "library"}
+                                                "library", "locale"}
     assert len(CORE) >= 10 and (ROOT / "bnviz" / "model.py") in CORE
 
 

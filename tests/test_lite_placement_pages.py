@@ -57,8 +57,10 @@ def test_cli_sweep_writes_the_distributions_and_the_reading(tmp_path):
     import subprocess
     import sys
     from tests.conftest import ROOT
+    # 2 steps a run and one evaluation, at the end: the columns and the reading are what is
+    # checked here (the page test above checks a distribution at every evaluation)
     r = subprocess.run([sys.executable, "-m", "bnviz", "sweep", "lite", "--dataset", "subset",
-                        "--train-size", "256", "--batch-size", "64", "--epochs", "1",
+                        "--train-size", "128", "--batch-size", "64", "--epochs", "1",
                         "--eval-every", "2", "--seeds", "1", "--no-store", "--out",
                         str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr

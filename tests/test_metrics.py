@@ -13,8 +13,8 @@ from bnviz.runs.record import RunRecord
 from bnviz.runs.results import runs_table, summarize
 from bnviz.trainer import Trainer
 
-TINY = ["--dataset", "subset", "--train-size", "512", "--batch-size", "128", "--epochs", "1",
-        "--eval-every", "2", "--no-store"]
+TINY = ["--dataset", "subset", "--train-size", "256", "--batch-size", "64", "--epochs", "1",
+        "--no-store"]  # 4 steps; evaluated at the end (iteration 4) unless --eval-every says
 
 
 @pytest.fixture
@@ -29,21 +29,22 @@ def toy():
 
 
 def test_a_toy_metric_reaches_metrics_csv_results_csv_and_the_grid_table(toy, tmp_path):
-    assert main(["train", *TINY, "--quiet", "--out", str(tmp_path / "one")]) == 0
+    assert main(["train", *TINY, "--eval-every", "2", "--quiet", "--out",
+                 str(tmp_path / "one")]) == 0
     rows = [r for r in csv.DictReader(open(tmp_path / "one" / "metrics.csv")) if r["kind"] == "eval"]
     assert "toy_probe" in rows[0] and len(rows) == 2  # iterations 2 and 4 of 4
-    assert [float(r["toy_probe"]) for r in rows] == [int(r["iteration"]) * 1000 + 128
+    assert [float(r["toy_probe"]) for r in rows] == [int(r["iteration"]) * 1000 + 64
                                                      for r in rows]
 
     assert main(["sweep", "bias", *TINY, "--seeds", "2", "--out", str(tmp_path / "grid")]) == 0
     results = list(csv.DictReader(open(tmp_path / "grid" / "results.csv")))
-    assert [float(r["toy_probe"]) for r in results] == [4128.0] * 4  # its last value per run
+    assert [float(r["toy_probe"]) for r in results] == [4064.0] * 4  # its last value per run
     summary = next(csv.DictReader(open(tmp_path / "grid" / "summary.csv")))
-    assert float(summary["toy_probe"]) == 4128.0 and "toy_probe_ci" in summary
+    assert float(summary["toy_probe"]) == 4064.0 and "toy_probe_ci" in summary
 
     from bnviz.dashboard.grid import summary_view
     from bnviz.experiments import bias_grid, with_seeds
-    cfg = make_config(dataset="subset", train_size=512, batch_size=128, epochs=1, eval_every=2)
+    cfg = make_config(dataset="subset", train_size=256, batch_size=64, epochs=1)
     points = with_seeds(bias_grid(cfg), 1)
     views = []
     for p in points:
@@ -51,11 +52,11 @@ def test_a_toy_metric_reaches_metrics_csv_results_csv_and_the_grid_table(toy, tm
         Trainer(p.config, [rec]).run()
         views.append(rec.view())
     view = summary_view(summarize(runs_table(points, views)))
-    assert list(view["toy probe"]) == ["4128.000", "4128.000"]  # one seed: no interval
+    assert list(view["toy probe"]) == ["4064.000", "4064.000"]  # one seed: no interval
 
 
 def test_measuring_a_probe_metric_changes_no_training_number(toy):
-    cfg = make_config(dataset="subset", train_size=512, batch_size=64, epochs=1, eval_every=3)
+    cfg = make_config(dataset="subset", train_size=256, batch_size=64, epochs=1, eval_every=3)
     with_toy = RunRecord("a", cfg)
     Trainer(cfg, [with_toy]).run()
     metrics.unregister(toy.id)

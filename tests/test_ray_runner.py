@@ -28,7 +28,21 @@ LONG = TINY.replace(train_size=2048, batch_size=16, epochs=200)
 
 @pytest.fixture
 def runner(ray_cluster, tmp_path):
+    """A runner of its own, for a test that shuts it down. Such tests come before those
+    using `shared` in this file: the shared runner's actors hold the cluster's 2 CPUs until
+    the module ends."""
     r = RayRunner(store=RunStore(tmp_path / "runs.sqlite"), limits=Limits(per_session=8))
+    yield r
+    r.shutdown()
+
+
+@pytest.fixture(scope="module")
+def shared(ray_cluster, tmp_path_factory):
+    """One runner for the tests that leave it serving: its Ray actors (each a worker process
+    with torch imported and the data decoded) are started once, not once a test. Each test
+    trains configs of its own, in a session of its own."""
+    r = RayRunner(store=RunStore(tmp_path_factory.mktemp("ray") / "runs.sqlite"),
+                  limits=Limits(per_session=8))
     yield r
     r.shutdown()
 
@@ -57,11 +71,12 @@ def test_ray_runner_keeps_the_runner_contract(runner):
         runner.submit(TINY.replace(seed=9), session="a")
 
 
-def test_a_grid_on_ray_gives_the_numbers_jobmanager_gives(runner, tmp_path):
+def test_a_grid_on_ray_gives_the_numbers_jobmanager_gives(shared, tmp_path):
+    runner = shared
     points = with_seeds(bias_grid(TINY), 2)  # 4 runs, fanned out over the cluster
     ids = [runner.submit(p.config, session="g", group="grid") for p in points]
     on_ray = [wait(runner, i) for i in ids]
-    local = JobManager(workers=1, store=RunStore(tmp_path / "local.sqlite"), torch_threads=1,
+    local = JobManager(workers=2, store=RunStore(tmp_path / "local.sqlite"), torch_threads=1,
                        limits=Limits(per_session=8))
     try:
         here = [wait(local, local.submit(p.config, session="g", group="grid"))
@@ -75,7 +90,8 @@ def test_a_grid_on_ray_gives_the_numbers_jobmanager_gives(runner, tmp_path):
         assert len(a.steps) == len(b.steps) and len(a.evals) == len(b.evals)
 
 
-def test_cancel_reaches_the_ray_worker_within_a_step(runner):
+def test_cancel_reaches_the_ray_worker_within_a_step(shared):
+    runner = shared
     run_id = runner.submit(LONG, session="c")
     t0 = time.time()
     while not len(runner.get(run_id).steps) and time.time() - t0 < 60:
@@ -89,7 +105,8 @@ def test_cancel_reaches_the_ray_worker_within_a_step(runner):
     assert runner.store.load(run_id).status == "stopped"
 
 
-def test_a_killed_worker_fails_its_run_and_the_server_keeps_serving(runner):
+def test_a_killed_worker_fails_its_run_and_the_server_keeps_serving(shared):
+    runner = shared
     run_id = runner.submit(LONG.replace(seed=3), session="k")
     t0 = time.time()
     while len(runner.get(run_id).steps) < 20 and time.time() - t0 < 60:

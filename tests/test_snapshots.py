@@ -36,7 +36,7 @@ def test_snapshots_are_history_not_views_of_the_live_parameters(tiny):
 def test_cli_writes_the_snapshot_history_as_a_long_csv(tmp_path):
     out = tmp_path / "run"
     r = subprocess.run([sys.executable, "-m", "bnviz", "train", "--dataset", "subset",
-                        "--train-size", "512", "--batch-size", "64", "--epochs", "2",
+                        "--train-size", "128", "--batch-size", "64", "--epochs", "2",
                         "--quiet", "--no-store", "--out", str(out)],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from bnviz.config import differing_knobs as config_differing_knobs
+from bnviz.i18n import _
 from bnviz.metrics import grid_metrics, metric
 from bnviz.stats import mean_ci
 
@@ -19,7 +20,7 @@ def differing_knobs(views) -> list[str]:
 
 def label(view, knobs: list[str]) -> str:
     parts = [f"{k}={getattr(view.config, k)}" for k in knobs if k not in IGNORED]
-    return ", ".join(parts) or "same config"
+    return ", ".join(parts) or _("same config")
 
 
 def metrics_table(views) -> pd.DataFrame:
@@ -48,7 +49,7 @@ def curves(views, column: str = "test_acc", aggregate: bool = True) -> pd.DataFr
             continue
         group = label(v, knobs) if aggregate else f"{label(v, knobs)} · {v.run_id[:6]}"
         if not aggregate and "seed" in differing_knobs(views):
-            group += f" · seed {v.config.seed}"
+            group = _("{group} · seed {seed}").format(group=group, seed=v.config.seed)
         parts.append(pd.DataFrame({"group": group, "epoch": e["epoch"].round(4),
                                    "value": e[column]}))
     if not parts:

@@ -9,6 +9,23 @@ from plotly.subplots import make_subplots
 from bnviz import activations
 from bnviz.dashboard import charts
 from bnviz.dashboard import compare
+from bnviz.i18n import N_, _
+
+# bnviz/activations.py's SIDE_LABEL and STAT_LABEL, marked for the catalogue here, where they are
+# shown (its percentiles' labels, "5th percentile" ..., are one template: stat_label).
+_MARKED = (N_("activation input"), N_("activation output"), N_("mean of channel means"),
+           N_("sd of channel means"), N_("mean channel variance"), N_("fraction saturated"))
+
+
+def side_label(side: str) -> str:
+    return _(activations.SIDE_LABEL[side])
+
+
+def stat_label(stat: str) -> str:
+    """A statistic's label in the session's language (activations.STAT_LABEL's words)."""
+    if stat[:1] == "p" and stat[1:].isdigit():
+        return _("{q}th percentile").format(q=stat[1:])
+    return _(activations.STAT_LABEL[stat])
 
 
 def frame(view, site: str, side: str):
@@ -50,10 +67,10 @@ def stat_curves(by_arm: dict[str, list], site: str, side: str, stat: str) -> pd.
 
 
 def stat_figure(by_arm, site: str, side: str, stat: str, revision: str = "") -> go.Figure:
-    what = f"{site}, {activations.SIDE_LABEL[side]}: {activations.STAT_LABEL[stat]}"
-    return charts.band_figure(stat_curves(by_arm, site, side, stat),
-                              f"{what} over training (mean and 95% CI of the seeds)",
-                              activations.STAT_LABEL[stat], revision)
+    title = _("{site}, {side}: {stat} over training (mean and 95% CI of the seeds)").format(
+        site=site, side=side_label(side), stat=stat_label(stat))
+    return charts.band_figure(stat_curves(by_arm, site, side, stat), title, stat_label(stat),
+                              revision)
 
 
 def percentile_figure(runs: dict[str, object], site: str, side: str,
@@ -62,12 +79,13 @@ def percentile_figure(runs: dict[str, object], site: str, side: str,
     training, with its 25–75 % and 5–95 % bands."""
     labels = list(runs)
     fig = make_subplots(rows=1, cols=max(1, len(labels)), shared_yaxes=True,
-                        subplot_titles=labels or None)
+                        subplot_titles=[_(str(label)) for label in labels] or None)
     for j, label in enumerate(labels, start=1):
         f = frame(runs[label], site, side)
         if f.empty:
             continue
         c = charts.PALETTE[(j - 1) % len(charts.PALETTE)]
+        shown = _(str(label))
         for lo, hi, alpha in (("p5", "p95", 0.15), ("p25", "p75", 0.35)):
             fig.add_scatter(x=f.epoch, y=f[hi], mode="lines", line=dict(width=0),
                             showlegend=False, hoverinfo="skip", row=1, col=j)
@@ -75,13 +93,13 @@ def percentile_figure(runs: dict[str, object], site: str, side: str,
                             fill="tonexty", fillcolor=charts._rgba(c, alpha),
                             name=f"{lo[1:]}–{hi[1:]} %", legendgroup=f"{lo}{hi}",
                             showlegend=j == 1, row=1, col=j,
-                            hovertemplate=f"{lo}–{hi}: %{{y:.3f}}<extra>{label}</extra>")
+                            hovertemplate=f"{lo}–{hi}: %{{y:.3f}}<extra>{shown}</extra>")
         fig.add_scatter(x=f.epoch, y=f.p50, mode="lines", line=dict(color=c, width=2),
-                        name="median", legendgroup="median", showlegend=j == 1, row=1, col=j,
-                        hovertemplate="median %{y:.3f} at epoch %{x:.2f}<extra>"
-                                      f"{label}</extra>")
-        fig.update_xaxes(title="epoch", row=1, col=j)
-    fig.update_yaxes(title=f"value at the {activations.SIDE_LABEL[side]}", row=1, col=1)
-    title = (f"{site}: every value at the {activations.SIDE_LABEL[side]} over training "
-             f"(median, 25–75 % and 5–95 %; one seed)")
+                        name=_("median"), legendgroup="median", showlegend=j == 1, row=1,
+                        col=j, hovertemplate=_("median %{y:.3f} at epoch %{x:.2f}")
+                        + f"<extra>{shown}</extra>")
+        fig.update_xaxes(title=_("epoch"), row=1, col=j)
+    fig.update_yaxes(title=_("value at the {side}").format(side=side_label(side)), row=1, col=1)
+    title = _("{site}: every value at the {side} over training (median, 25–75 % and 5–95 %; "
+              "one seed)").format(site=site, side=side_label(side))
     return charts._layout(fig, title, revision, empty=not labels)

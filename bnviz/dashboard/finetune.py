@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from bnviz.drift import drift_rows
+from bnviz.i18n import N_, _
 from bnviz.stats import mean_ci
 
 
@@ -37,7 +38,7 @@ def drift_curves(groups: dict[str, list]):
     return _band(parts)
 
 
-def part_curves(groups: dict[str, list], names=("part A", "part B")):
+def part_curves(groups: dict[str, list], names=(N_("part A"), N_("part B"))):
     """{label: [RunView, ...]} → test accuracy on part A and part B at each evaluation, mean
     and 95% CI over each label's runs, one group per label and part ("label · part A")."""
     parts = []
@@ -47,8 +48,8 @@ def part_curves(groups: dict[str, list], names=("part A", "part B")):
                 m = e.get("metrics") or {}
                 for key, name in zip(("acc_part_a", "acc_part_b"), names):
                     if key in m:
-                        parts.append((f"{label} · {name}", round(float(e["epoch"]), 4),
-                                      float(m[key])))
+                        parts.append((f"{_(str(label))} · {_(name)}",
+                                      round(float(e["epoch"]), 4), float(m[key])))
     return _band(parts)
 
 
@@ -64,5 +65,8 @@ def layer_table(groups: dict[str, list]) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame()
     t = pd.DataFrame(rows, columns=["arm", "layer", "drift"])
-    return t.pivot(index="arm", columns="layer", values="drift").reindex(
+    t = t.pivot(index="arm", columns="layer", values="drift").reindex(
         [g for g in groups if g in set(t.arm)])
+    t.index = pd.Index([_(str(g)) for g in t.index], name=_("arm"))  # as the page shows it
+    t.columns.name = _("layer")
+    return t

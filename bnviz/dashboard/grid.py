@@ -8,6 +8,7 @@ import streamlit as st
 
 from bnviz.config import shown
 from bnviz.dashboard import charts
+from bnviz.i18n import N_, _
 
 from bnviz.dashboard import ui
 from bnviz.library import data_text
@@ -32,11 +33,13 @@ def submit_grid(points: list[GridPoint], rerun: bool = False) -> None:
         try:
             ui.manager().submit(p.config, session=ui.session_id(), reuse=not rerun, group=gid)
         except ui.JobRefused as e:
-            st.error(f"{p.label} (seed {p.config.seed}): not started — {e}")
+            st.error(_("{label} (seed {seed}): not started — {error}").format(
+                label=_(p.label), seed=p.config.seed, error=e))
             return
 
 
 HERE = " · run here"  # label suffix of a live run shown beside the library's of its config
+HERE_LABEL = N_("{label} · run here")  # the same, as the table shows it (label + HERE)
 HERE_ARM = "@here"  # and its arm id's suffix (readings take the library's arm, never this)
 
 
@@ -44,7 +47,8 @@ def grid_table(points: list[GridPoint]) -> pd.DataFrame:
     """One row per run (configuration × seed), with the knobs the grid varies as columns and
     `source` ("library" or "here"). Where the results library answers a point and this
     server also has its own run of that config and seed, both rows are kept: the live one
-    labelled HERE, beside the library's."""
+    labelled HERE, beside the library's. Labels are in the session's language: the grids
+    write them in it (bnviz.experiments), and one marked with N_ is translated here."""
     mgr = ui.manager()
     lib = getattr(mgr, "library", None)
     rows, views, sources = [], [], []
@@ -52,12 +56,14 @@ def grid_table(points: list[GridPoint]) -> pd.DataFrame:
     for p in points:
         here = mgr.find(p.config, library=False)
         stored = lib.get(p.config) if lib is not None else None
+        shown_p = GridPoint(_(p.label), p.config, p.arm)
         if stored is None or (here is not None and here.run_id == stored.run_id):
-            rows.append(p), views.append(here), sources.append("here")
+            rows.append(shown_p), views.append(here), sources.append("here")
         else:
-            rows.append(p), views.append(stored), sources.append("library")
+            rows.append(shown_p), views.append(stored), sources.append("library")
             if here is not None:
-                extra.append(GridPoint(p.label + HERE, p.config, p.arm + HERE_ARM))
+                extra.append(GridPoint(_(HERE_LABEL).format(label=_(p.label)), p.config,
+                                       p.arm + HERE_ARM))
                 extra_views.append(here)
     table = runs_table(rows + extra, views + extra_views)
     table["source"] = sources + ["here"] * len(extra)
@@ -80,11 +86,18 @@ def library_note(views: list) -> str:
     i = views[0].info
     n = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
     ep = "/".join(map(str, epochs))
-    return (f":material/library_books: From the results library: {n} paired seeds per configuration, {ep} "
-            f"epoch{'s' if epochs != [1] else ''} each, {'; '.join(datas)}; measured with "
-            f"bnviz {i.get('bnviz_version', '?')} (torch {i.get('torch_version', '?')}, "
-            f"{i.get('device', 'cpu')}, {i.get('machine', '')}). Change a control to ask "
-            f"another question; ↻ Run again trains this one here, beside these.")
+    fields = dict(n=n, epochs=ep, data="; ".join(datas), version=i.get('bnviz_version', '?'),
+                  torch=i.get('torch_version', '?'), device=i.get('device', 'cpu'),
+                  machine=i.get('machine', ''))
+    if epochs == [1]:
+        return _(":material/library_books: From the results library: {n} paired seeds per "
+                 "configuration, {epochs} epoch each, {data}; measured with bnviz {version} "
+                 "(torch {torch}, {device}, {machine}). Change a control to ask another "
+                 "question; ↻ Run again trains this one here, beside these.").format(**fields)
+    return _(":material/library_books: From the results library: {n} paired seeds per "
+             "configuration, {epochs} epochs each, {data}; measured with bnviz {version} "
+             "(torch {torch}, {device}, {machine}). Change a control to ask another "
+             "question; ↻ Run again trains this one here, beside these.").format(**fields)
 
 
 def _seeds_key(page: str) -> str:
@@ -107,8 +120,8 @@ def seeds_from_url(page: str) -> list[str]:
     if 1 <= n <= ui.MAX_SEEDS:
         st.session_state[key] = n
         return []
-    return [f"seeds must be a whole number from 1 to {ui.MAX_SEEDS}, got "
-            f"{shown(raw[-1])}; using {DEFAULT_SEEDS}"]
+    return [_("seeds must be a whole number from 1 to {max}, got {value}; using "
+              "{default}").format(max=ui.MAX_SEEDS, value=shown(raw[-1]), default=DEFAULT_SEEDS)]
 
 
 def page_seeds(page: str) -> int:
@@ -121,11 +134,11 @@ def seeds_extra(page: str) -> dict[str, str]:
 
 
 def seeds_widget(page: str) -> int:
-    st.number_input("Seeds per configuration", 1, ui.MAX_SEEDS, step=1, key=_seeds_key(page),
-                    help="Every configuration is trained once per seed (paired: seed s of "
-                         "one arm starts from the same weights as seed s of another). Charts "
-                         "show the mean with a 95% confidence interval over seeds and each "
-                         "seed as a dot; with one seed there is no interval.")
+    st.number_input(_("Seeds per configuration"), 1, ui.MAX_SEEDS, step=1, key=_seeds_key(page),
+                    help=_("Every configuration is trained once per seed (paired: seed s of "
+                           "one arm starts from the same weights as seed s of another). Charts "
+                           "show the mean with a 95% confidence interval over seeds and each "
+                           "seed as a dot; with one seed there is no interval."))
     return page_seeds(page)
 
 
@@ -142,15 +155,15 @@ def grid_controls(names: tuple[str, ...], page: str) -> tuple:
     if warnings:
         ui.show_ignored(warnings)
     with st.sidebar:
-        st.subheader("Base configuration")
+        st.subheader(_("Base configuration"))
         for name in names:
             ui.knob_widget(name)
         seeds_widget(page)
     base, problems = ui.controls_from_state()
     if base != ui.page_base(page) or page_seeds(page) != DEFAULT_SEEDS:
-        st.sidebar.button("↺ Back to the stored answer", on_click=_reset, args=(page,),
-                          help="the page's default settings, which the results library "
-                               "answers without training")
+        st.sidebar.button(_("↺ Back to the stored answer"), on_click=_reset, args=(page,),
+                          help=_("the page's default settings, which the results library "
+                                 "answers without training"))
     for p in problems:
         st.error(p)
     ui.sync_url(base, None, seeds_extra(page), page=page)
@@ -161,17 +174,18 @@ def seeded(points: list[GridPoint], page: str) -> list[GridPoint]:
     return with_seeds(points, page_seeds(page))
 
 
-def run_buttons(points: list[GridPoint], base, label: str = "▶ Run the experiment",
+def run_buttons(points: list[GridPoint], base, label: str = N_("▶ Run the experiment"),
                 page: str | None = None) -> None:
+    """`label`: English, marked with N_ (the widgets' keys are made of it; it is shown with _())."""
     c1, c2, c3 = st.columns([1.3, 1, 3])
-    if c1.button(label, type="primary", key=f"go_{label}"):
+    if c1.button(_(label), type="primary", key=f"go_{label}"):
         submit_grid(points)
-    if c2.button("↻ Run again", key=f"again_{label}",
-                 help="retrain even where an identical finished run is stored"):
+    if c2.button(_("↻ Run again"), key=f"again_{label}",
+                 help=_("retrain even where an identical finished run is stored")):
         submit_grid(points, rerun=True)
-    c3.text_input("Share link", ui.share_link(base, None, seeds_extra(page) if page else None,
-                                              page=page),
-                  key=f"link_{label}", help="Opens this experiment and its stored results")
+    c3.text_input(_("Share link"), ui.share_link(base, None, seeds_extra(page) if page else None,
+                                                 page=page),
+                  key=f"link_{label}", help=_("Opens this experiment and its stored results"))
 
 
 # The grid metrics a page's summary table leaves out (every run's table has them all).
@@ -180,8 +194,9 @@ SUMMARY_HIDDEN = ("test_acc", "fluctuation")
 
 def summary_view(summary: pd.DataFrame) -> pd.DataFrame:
     """The per-configuration table as people read it: mean ± 95% CI half-width, n, for
-    every grid metric of the registry (bnviz.metrics)."""
-    out = pd.DataFrame({"configuration": summary["run"],
+    every grid metric of the registry (bnviz.metrics). Headers and labels in the session's
+    language."""
+    out = pd.DataFrame({_("configuration"): [_(str(r)) for r in summary["run"]],
                         "n": [f"{n}/{r}" for n, r in zip(summary["n"], summary["runs"])]})
     for col in grid_metrics():
         if col in SUMMARY_HIDDEN or col not in summary:
@@ -189,10 +204,10 @@ def summary_view(summary: pd.DataFrame) -> pd.DataFrame:
         m = metric(col)
         if m.applies is not None and summary[col].isna().all():
             continue  # measured only where a knob asks for it, and no run here does
-        out[m.label] = [format_estimate(v, h, m.digits)
+        out[_(m.label)] = [format_estimate(v, h, m.digits)
                         for v, h in zip(summary[col], summary[f"{col}_ci"])]
     if summary["ended_badly"].any():
-        out["diverged/failed"] = summary["ended_badly"]
+        out[_("diverged/failed")] = summary["ended_badly"]
     return out
 
 
@@ -211,12 +226,17 @@ def grid_panel(points: list[GridPoint], key: str, chart=charts.grid_bar_figure) 
         for row in running.itertuples():
             v = ui.manager().get(row.run_id)
             if v is not None:
-                parts.append(f"{row.run}, seed {row.seed} ({v.progress['fraction']:.0%})")
+                parts.append(_("{label}, seed {seed} ({fraction:.0%})").format(
+                    label=_(str(row.run)), seed=row.seed, fraction=v.progress['fraction']))
                 frac += v.progress["fraction"]
-        now = f" — now: {', '.join(parts)}" if parts else ""
         if done < len(t) and (done or frac or len(running)
                               or t.status.isin(["queued"]).any()):
-            st.progress(min(1.0, (done + frac) / len(t)), text=f"{done} of {len(t)} runs done{now}")
+            if parts:
+                text = _("{done} of {total} runs done — now: {running}").format(
+                    done=done, total=len(t), running=", ".join(parts))
+            else:
+                text = _("{done} of {total} runs done").format(done=done, total=len(t))
+            st.progress(min(1.0, (done + frac) / len(t)), text=text)
         note = t.attrs.get("library_note")
         asked = t[~t.arm.str.endswith(HERE_ARM)]  # the grid's own runs, not the extra rows
         missing = int((asked.status == "not run").sum())
@@ -224,26 +244,27 @@ def grid_panel(points: list[GridPoint], key: str, chart=charts.grid_bar_figure) 
             st.caption(note)
             if missing:
                 held = int((asked.source == "library").sum())
-                st.info(f"The results library holds {held} of these {len(asked)} runs; press "
-                        f"**Run** to train the other {missing} here.")
+                st.info(_("The results library holds {held} of these {total} runs; press "
+                          "**Run** to train the other {missing} here.").format(
+                    held=held, total=len(asked), missing=missing))
         elif missing == len(asked):
             st.info(no_answer_text(points))
         st.plotly_chart(chart(t, revision=key), key=f"chart_{key}")
         summary = summarize(t)
         st.dataframe(summary_view(summary), hide_index=True, width="stretch")
-        st.caption("Mean ± half-width of the 95% confidence interval over seeds (Student t); "
-                   "n = finished runs / runs. Test accuracy with running statistics is what "
-                   "PyTorch's eval mode gives; PreciseBN recomputes the statistics for the "
-                   "final weights and swings far less from run to run.")
-        with st.expander("Every run"):
-            st.dataframe(t.drop(columns=["run_id"]).style.format(
+        st.caption(_("Mean ± half-width of the 95% confidence interval over seeds (Student t); "
+                     "n = finished runs / runs. Test accuracy with running statistics is what "
+                     "PyTorch's eval mode gives; PreciseBN recomputes the statistics for the "
+                     "final weights and swings far less from run to run."))
+        with st.expander(_("Every run")):
+            st.dataframe(every_run_view(t).style.format(
                 {c: f"{{:.{metric(c).digits}f}}" for c in grid_metrics() if c in t},
                 na_rep="–"),
                 hide_index=True, width="stretch")
         c1, c2 = st.columns(2)
-        c1.download_button("Runs (CSV)", t.to_csv(index=False), f"bnviz-{key}-runs.csv",
+        c1.download_button(_("Runs (CSV)"), t.to_csv(index=False), f"bnviz-{key}-runs.csv",
                            "text/csv", key=f"csv_{key}")
-        c2.download_button("Summary (CSV)", summary.to_csv(index=False),
+        c2.download_button(_("Summary (CSV)"), summary.to_csv(index=False),
                            f"bnviz-{key}-summary.csv", "text/csv", key=f"csvs_{key}")
         if active and not t.status.isin(["queued", "running"]).any():
             st.rerun()
@@ -251,17 +272,42 @@ def grid_panel(points: list[GridPoint], key: str, chart=charts.grid_bar_figure) 
     return table
 
 
+# The "Every run" table's words, as the page shows them (the CSV keeps the ids).
+EVERY_RUN_COLUMNS = {"run": N_("run"), "arm": N_("arm"), "status": N_("status"),
+                     "source": N_("source")}
+RUN_STATUS = {"not run": N_("not run"), "queued": N_("queued"), "running": N_("running"),
+              "finished": N_("finished"), "stopped": N_("stopped"), "diverged": N_("diverged"),
+              "failed": N_("failed"), "interrupted": N_("interrupted")}
+RUN_SOURCE = {"library": N_("library"), "here": N_("here")}
+
+
+def every_run_view(t: pd.DataFrame) -> pd.DataFrame:
+    """The runs table without run ids, its status and source words and its headers in the
+    session's language (metric and knob columns keep their ids)."""
+    out = t.drop(columns=["run_id"])
+    if "status" in out:
+        out["status"] = [_(RUN_STATUS.get(s, s)) if isinstance(s, str) else s
+                         for s in out["status"]]
+    if "source" in out:
+        out["source"] = [_(RUN_SOURCE.get(s, s)) if isinstance(s, str) else s
+                         for s in out["source"]]
+    return out.rename(columns={c: _(h) for c, h in EVERY_RUN_COLUMNS.items()})
+
+
 def no_answer_text(points: list[GridPoint]) -> str:
     from bnviz import cost, data
     try:
         secs = sum(cost.estimate(p.config, *data.sizes(p.config.dataset)).seconds()
                    for p in points)
-        est = f" ({len(points)} runs, {cost.describe_seconds(secs)} of training here)"
+        return _("No stored answer for these settings yet: the results library answers this "
+                 "page's default settings (↺ in the sidebar goes back to them). Press **Run** to "
+                 "measure this question ({runs} runs, {time} of training here).").format(
+            runs=len(points), time=cost.describe_seconds(secs))
     except Exception:  # no data set here to size the runs: the Run button says why
-        est = ""
-    return ("No stored answer for these settings yet: the results library answers this "
-            "page's default settings (↺ in the sidebar goes back to them). Press **Run** to "
-            f"measure this question{est}.")
+        pass
+    return _("No stored answer for these settings yet: the results library answers this "
+             "page's default settings (↺ in the sidebar goes back to them). Press **Run** to "
+             "measure this question.")
 
 
 def finished_all(table: pd.DataFrame) -> bool:

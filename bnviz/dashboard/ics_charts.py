@@ -7,6 +7,7 @@ from plotly.subplots import make_subplots
 
 from bnviz import ics
 from bnviz.dashboard.charts import LAYER_COLORS, _layout, _rgba
+from bnviz.i18n import _
 from bnviz.stats import mean_ci
 
 
@@ -16,7 +17,8 @@ def distribution_figure(frames: dict[str, pd.DataFrame], title: str,
     25–75% bands and the median over training, on a shared y axis, so a distribution that
     shifts (noisy BN) and one that stays put can be seen side by side."""
     names = list(frames) or [""]
-    fig = make_subplots(rows=1, cols=len(names), shared_yaxes=True, subplot_titles=names)
+    fig = make_subplots(rows=1, cols=len(names), shared_yaxes=True,
+                        subplot_titles=[_(str(n)) for n in names])
     empty = True
     for j, name in enumerate(names, start=1):
         d = frames.get(name)
@@ -31,10 +33,10 @@ def distribution_figure(frames: dict[str, pd.DataFrame], title: str,
                             fill="tonexty", fillcolor=_rgba(c, alpha),
                             name=f"{lo[1:]}–{hi[1:]}%", showlegend=j == 1, row=1, col=j)
         fig.add_scatter(x=d["epoch"], y=d["p50"], mode="lines+markers", line=dict(color=c),
-                        name="median", showlegend=j == 1, row=1, col=j)
-        fig.update_xaxes(title="epoch", row=1, col=j)
-    fig.update_yaxes(title="value", row=1, col=1)
-    return _layout(fig, title, revision, empty=empty)
+                        name=_("median"), showlegend=j == 1, row=1, col=j)
+        fig.update_xaxes(title=_("epoch"), row=1, col=j)
+    fig.update_yaxes(title=_("value"), row=1, col=1)
+    return _layout(fig, _(title), revision, empty=empty)
 
 
 def curves(groups: dict, column: str):

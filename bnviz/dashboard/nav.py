@@ -21,6 +21,9 @@ _warm_started = False
 
 
 def via_app() -> None:
+    from bnviz.dashboard import lang
+    first_run = not len(st.session_state)  # before install() writes the language into it
+    lang.install()  # the session's language, before the page's first string
     try:
         from streamlit.runtime.pages_manager import PagesManager
     except ImportError:  # another Streamlit layout: nothing to do
@@ -30,7 +33,7 @@ def via_app() -> None:
         # (switch_page("pages/batch_size.py")), which app.py's url paths would not match.
         return
     # Only on a session's first run, a page load: a rerun there loses nothing.
-    if getattr(PagesManager, "uses_pages_directory", None) and not len(st.session_state):
+    if getattr(PagesManager, "uses_pages_directory", None) and first_run:
         PagesManager.uses_pages_directory = False
         st.rerun()
 

@@ -12,37 +12,60 @@ import uuid
 
 import streamlit as st
 
-from bnviz.dashboard import charts
+from bnviz.dashboard import charts, lang
 
+from bnviz import i18n
+from bnviz.i18n import N_, _
 from bnviz import readings
 from bnviz import norm_kinds
 from bnviz.config import (KNOB, KNOBS, PRESET_HELP, PRESETS, Config, from_query, parse_config,
                      to_query)
 from bnviz.runs.runner import JobRefused, Runner, runner_from_env
 
-LABELS = {
-    "dataset": "Dataset", "train_size": "Train-set size (0 = all)", "batch_size": "Batch size",
-    "lr": "Learning rate", "norm": "Normalisation", "norm_conv1": "conv1",
+LABELS = {  # knob name -> widget label (English; shown with _())
+    "dataset": N_("Dataset"), "train_size": N_("Train-set size (0 = all)"),
+    "batch_size": N_("Batch size"),
+    "lr": N_("Learning rate"), "norm": N_("Normalisation"), "norm_conv1": "conv1",
     "norm_conv2": "conv2", "norm_fc1": "fc1", "norm_fc2": "fc2",
-    "norm_position": "Norm position", "dropout_fc": "Swap FC norms for dropout",
-    "dropout_p": "Dropout p", "bias": "Bias in layers before a norm",
-    "freeze_affine": "Freeze gamma/beta", "momentum": "BN momentum", "eps": "BN eps",
-    "devices": "Simulated devices", "eval_mode": "Test-time statistics",
-    "precise_samples": "PreciseBN samples", "compare_eval": "Evaluate all three ways",
-    "eval_every": "Evaluate every N iterations (0 = per epoch)",
-    "snapshot_every": "gamma/beta snapshot every N iterations (0 = at evaluations)",
-    "conv1_padding": "conv1 padding",
-    "finetune_epochs": "Fine-tuning epochs (0 = off)", "finetune_bn": "BN while fine-tuning",
-    "finetune_shift": "Fine-tuning data (part B)", "finetune_lr": "Fine-tuning lr (0 = lr)",
+    "norm_position": N_("Norm position"), "dropout_fc": N_("Swap FC norms for dropout"),
+    "dropout_p": N_("Dropout p"), "bias": N_("Bias in layers before a norm"),
+    "freeze_affine": N_("Freeze gamma/beta"), "momentum": N_("BN momentum"),
+    "eps": N_("BN eps"),
+    "devices": N_("Simulated devices"), "eval_mode": N_("Test-time statistics"),
+    "precise_samples": N_("PreciseBN samples"), "compare_eval": N_("Evaluate all three ways"),
+    "eval_every": N_("Evaluate every N iterations (0 = per epoch)"),
+    "snapshot_every": N_("gamma/beta snapshot every N iterations (0 = at evaluations)"),
+    "conv1_padding": N_("conv1 padding"),
+    "finetune_epochs": N_("Fine-tuning epochs (0 = off)"),
+    "finetune_bn": N_("BN while fine-tuning"),
+    "finetune_shift": N_("Fine-tuning data (part B)"),
+    "finetune_lr": N_("Fine-tuning lr (0 = lr)"),
+}
+# The other knobs' widgets say their name, capitalised ("weight_decay" -> "Weight decay"):
+# those labels, marked for the catalogue (knob_label). LABELS above stays as it was: preset
+# help texts quote it, with the knob's name where it has no entry.
+NAME_LABELS = {
+    "epochs": N_("Epochs"), "seed": N_("Seed"), "device": N_("Device"),
+    "activation": N_("Activation"), "groups": N_("Groups"), "renorm_rmax": N_("Renorm rmax"),
+    "renorm_dmax": N_("Renorm dmax"), "renorm_warmup": N_("Renorm warmup"),
+    "noise_mean": N_("Noise mean"), "noise_std": N_("Noise std"),
+    "weight_decay": N_("Weight decay"), "train_only": N_("Train only"),
+    "track_weights": N_("Track weights"), "record_activations": N_("Record activations"),
+    "landscape": N_("Landscape"), "ics_probe": N_("Ics probe"),
 }
 CHOICE_LABELS = {  # the norm kinds' labels come from their registry (option_label)
-    "before_act": "before the activation (d2l)", "after_act": "after the activation",
-    "running": "running statistics (PyTorch default)",
-    "precise": "PreciseBN (recomputed for current weights)", "batch": "batch statistics",
-    "auto": "auto", "full": "full Fashion-MNIST", "subset": "bundled subset (5k/1k)",
-    "update": "updating (train mode)", "frozen_stats": "frozen (eval mode), gamma/beta learn",
-    "frozen_all": "frozen (eval mode), gamma/beta fixed",
-    "rotated": "rotated 90° (upright, then turned)", "classes": "classes 0–4, then 5–9",
+    "before_act": N_("before the activation (d2l)"), "after_act": N_("after the activation"),
+    "running": N_("running statistics (PyTorch default)"),
+    "precise": N_("PreciseBN (recomputed for current weights)"),
+    "batch": N_("batch statistics"),
+    "auto": N_("auto"), "full": N_("full Fashion-MNIST"),
+    "subset": N_("bundled subset (5k/1k)"),
+    "update": N_("updating (train mode)"),
+    "frozen_stats": N_("frozen (eval mode), gamma/beta learn"),
+    "frozen_all": N_("frozen (eval mode), gamma/beta fixed"),
+    "rotated": N_("rotated 90° (upright, then turned)"),
+    "classes": N_("classes 0–4, then 5–9"),
+    "all": N_("all"), "random": N_("random"),  # train_only (its "bn" stays the id)
 }
 LOG_OPTIONS = {
     "batch_size": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096],
@@ -51,12 +74,12 @@ LOG_OPTIONS = {
     "eps": [1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0],
     "devices": [1, 2, 4, 8, 16, 32, 64],
 }
-BATCH_HELP = ("A minibatch is the set of examples one SGD step uses; batch size is how many "
+BATCH_HELP = N_("A minibatch is the set of examples one SGD step uses; batch size is how many "
               "it holds. BN's statistics are taken over exactly this minibatch (per device): "
               "at batch size 1 a fully-connected BN has one value per feature to average, "
               "so every output is 0; a conv BN still averages over the image's H×W positions.")
 RUN_ID = re.compile(r"^[0-9a-f]{12}$")
-PAGE_PARAMS = ("run", "runs", "view", "seeds")  # link parameters that are not knobs
+PAGE_PARAMS = ("run", "runs", "view", "seeds", "lang")  # link parameters that are not knobs
 MAX_SEEDS = 10
 
 
@@ -93,17 +116,23 @@ def _with(options: list, value) -> list:
 def option_label(knob: str, value) -> str:
     """What a selectbox shows for one of a knob's choices."""
     if knob == "norm":
-        return norm_kinds.option(value)
-    return CHOICE_LABELS.get(value, str(value))
+        return _(norm_kinds.option(value))
+    return _(CHOICE_LABELS.get(value, str(value)))
+
+
+def knob_label(name: str) -> str:
+    """A knob's widget label, in the session's language."""
+    label = LABELS.get(name) or NAME_LABELS.get(name)
+    return _(label or name.replace("_", " ").capitalize())
 
 
 def knob_widget(name: str, container=st) -> None:
     k = KNOB[name]
-    key, label = wkey(name), LABELS.get(name, name.replace("_", " ").capitalize())
+    key, label = wkey(name), knob_label(name)
     # Writing the value back every run takes it out of Streamlit's widget clean-up, so a
     # full rerun started inside the live fragment cannot reset the controls (streamlit#11266).
     st.session_state[key] = st.session_state.get(key, k.default)
-    help_ = k.help + (f"\n\n{BATCH_HELP}" if name == "batch_size" else "")
+    help_ = k.help_text + (f"\n\n{_(BATCH_HELP)}" if name == "batch_size" else "")
     if k.choices is not None:
         container.selectbox(label, list(k.choices), key=key, help=help_,
                             format_func=lambda c: option_label(name, c))
@@ -148,7 +177,7 @@ def load_url_once(page: str) -> list[str]:
         if RUN_ID.fullmatch(run):
             st.session_state.run_id = run
         else:
-            warnings.append(f"run id {run!r} is not valid and was ignored")
+            warnings.append(_("run id {run!r} is not valid and was ignored").format(run=run))
     st.session_state[f"url_warnings_{page}"] = warnings
     return warnings
 
@@ -156,7 +185,7 @@ def load_url_once(page: str) -> list[str]:
 def show_ignored(warnings: list[str]) -> None:
     """Warnings about a link's parameters. They quote the link, so they are shown as plain
     text, never as Markdown (a link can carry `[x](…)` or an image)."""
-    st.warning("Some link parameters were ignored; defaults are used instead:")
+    st.warning(_("Some link parameters were ignored; defaults are used instead:"))
     st.text("\n".join(f"- {w}" for w in warnings))
 
 
@@ -166,6 +195,7 @@ def link_query(cfg: Config, run_id: str | None, extra: dict[str, str] | None = N
     if run_id:
         q["run"] = run_id
     q.update(extra or {})
+    q.update(lang.link_params())  # lang=zh: the link opens in the sender's language
     return q
 
 
@@ -192,15 +222,25 @@ def share_link(cfg: Config, run_id: str | None, extra: dict[str, str] | None = N
 
 def preset_buttons(container=st) -> None:
     """One button per preset, each on its own row (three side by side in the sidebar cut
-    every label to "d2l-l…"), with a short label; the help says what a click changes."""
-    from bnviz.config import PRESET_LABELS
-    for name, values in PRESETS.items():
+    every label to "d2l-l…"), with a short label, under its edition's name: the edition of the
+    reader's language first (in 中文 the Chinese edition's); the help says what a click changes."""
+    from bnviz.config import EDITION_NAMES, PRESET_EDITION, PRESET_LABELS, presets_in_order
+    edition = None
+    for name in presets_in_order(i18n.language()):
+        values = PRESETS[name]
+        if PRESET_EDITION[name] != edition:
+            edition = PRESET_EDITION[name]
+            container.caption(_(EDITION_NAMES[edition]))
         changes = ", ".join(
-            f"{LABELS.get(k, k)} → {option_label(k, v) if isinstance(v, str) else v}"
+            f"{_(LABELS.get(k, k))} → {option_label(k, v) if isinstance(v, str) else v}"
             for k, v in values.items())
-        help_ = (f"**{name}**: {PRESET_HELP[name]}.\n\nSets every control to its default"
-                 + (f", then {changes}." if changes else "."))
-        if container.button(PRESET_LABELS[name], help=help_, key=f"preset_{name}",
+        if changes:
+            help_ = _("**{name}**: {help}.\n\nSets every control to its default, then "
+                      "{changes}.").format(name=name, help=_(PRESET_HELP[name]), changes=changes)
+        else:
+            help_ = _("**{name}**: {help}.\n\nSets every control to its default.").format(
+                name=name, help=_(PRESET_HELP[name]))
+        if container.button(_(PRESET_LABELS[name]), help=help_, key=f"preset_{name}",
                             width="stretch"):
             set_controls(Config().replace(**PRESETS[name]))
             st.rerun()
@@ -208,6 +248,13 @@ def preset_buttons(container=st) -> None:
 
 STATUS_ICON = {"queued": "⏳", "running": "🏃", "finished": "✅", "stopped": "⏹️",
                "diverged": "💥", "failed": "❌", "interrupted": "⚠️"}
+STATUS_NAMES = {"queued": N_("Queued"), "running": N_("Running"), "finished": N_("Finished"),
+                "stopped": N_("Stopped"), "diverged": N_("Diverged"), "failed": N_("Failed"),
+                "interrupted": N_("Interrupted")}  # a status as status_line names it
+
+
+def status_name(status: str) -> str:
+    return _(STATUS_NAMES.get(status, status.capitalize()))
 
 
 def is_library_run(v) -> bool:
@@ -216,10 +263,15 @@ def is_library_run(v) -> bool:
 
 def library_note(v) -> str:
     machine = v.info.get("machine")
-    return (f":material/library_books: The results library's run of this configuration, "
-            f"seed {v.config.seed}, "
-            f"trained ahead of time by bnviz {v.info.get('bnviz_version', '?')} on another "
-            f"machine{f' ({machine})' if machine else ''}, not on this server.")
+    version = v.info.get('bnviz_version', '?')
+    if machine:
+        return _(":material/library_books: The results library's run of this configuration, "
+                 "seed {seed}, trained ahead of time by bnviz {version} on another machine "
+                 "({machine}), not on this server.").format(seed=v.config.seed, version=version,
+                                                             machine=machine)
+    return _(":material/library_books: The results library's run of this configuration, "
+             "seed {seed}, trained ahead of time by bnviz {version} on another machine, not on "
+             "this server.").format(seed=v.config.seed, version=version)
 
 
 def status_line(v) -> None:
@@ -229,31 +281,48 @@ def status_line(v) -> None:
     lib = is_library_run(v)
     note = f" {library_note(v)}" if lib else ""
     if v.status == "queued" and v.position:
-        st.info(f"{icon} Queued at position {v.position} — it starts when a worker is free.")
+        st.info(_("{icon} Queued at position {position} — it starts when a worker is "
+                  "free.").format(icon=icon, position=v.position))
     elif v.status == "queued":  # a worker took it and is loading the data
-        st.info(f"{icon} Starting…")
+        st.info(_("{icon} Starting…").format(icon=icon))
     elif v.status == "running":
         p = v.progress
-        eta = "" if math.isnan(p["eta"]) else f", ETA {p['eta']:.0f} s"
-        st.progress(min(p["fraction"], 1.0),
-                    text=f"{icon} Running — epoch {min(int(p['epoch']) + 1, v.config.epochs)}"
-                         f"/{v.config.epochs}, iteration {p['done']:,}/{p['total']:,}, "
-                         f"{p['examples_per_sec']:,.0f} examples/s{eta}")
+        fields = dict(icon=icon, epoch=min(int(p['epoch']) + 1, v.config.epochs),
+                      epochs=v.config.epochs, done=p['done'], total=p['total'],
+                      speed=p['examples_per_sec'])
+        if math.isnan(p["eta"]):
+            text = _("{icon} Running — epoch {epoch}/{epochs}, iteration {done:,}/{total:,}, "
+                     "{speed:,.0f} examples/s").format(**fields)
+        else:
+            text = _("{icon} Running — epoch {epoch}/{epochs}, iteration {done:,}/{total:,}, "
+                     "{speed:,.0f} examples/s, ETA {eta:.0f} s").format(eta=p['eta'], **fields)
+        st.progress(min(p["fraction"], 1.0), text=text)
     elif v.status == "finished":
-        st.success(f"{icon} Finished.{note} {readings.one_run(v, speed=not lib)}")
+        st.success(_("{icon} Finished.{note} {reading}").format(
+            icon=icon, note=note, reading=readings.one_run(v, speed=not lib)))
     elif v.status in ("diverged", "failed", "interrupted"):
-        st.error(f"{icon} {v.status.capitalize()}: {v.reason}{note}")
+        st.error(_("{icon} {status}: {reason}{note}").format(
+            icon=icon, status=status_name(v.status), reason=_(str(v.reason)), note=note))
     else:
-        st.warning(f"{icon} {v.status.capitalize()}.{note} {readings.one_run(v, speed=not lib)}")
+        st.warning(_("{icon} {status}.{note} {reading}").format(
+            icon=icon, status=status_name(v.status), note=note,
+            reading=readings.one_run(v, speed=not lib)))
     if v.info:
-        where = "press **▶ Train** to train it here" if lib else f"device {v.info.get('device')}"
-        st.caption(f"Data: {v.info.get('data')} · {where} · "
-                   f"{v.info.get('n_params', 0):,} parameters · run `{v.run_id}`")
+        fields = dict(data=v.info.get('data'), n_params=v.info.get('n_params', 0),
+                      run_id=v.run_id)
+        if lib:
+            st.caption(_("Data: {data} · press **▶ Train** to train it here · {n_params:,} "
+                         "parameters · run `{run_id}`").format(**fields))
+        else:
+            st.caption(_("Data: {data} · device {device} · {n_params:,} parameters · run "
+                         "`{run_id}`").format(device=v.info.get('device'), **fields))
 
 
 def _cached_figure(part: str, token: tuple, build):
     """Rebuild a figure only when its inputs changed: building and serialising plotly figures
-    holds the GIL, which the training thread needs too."""
+    holds the GIL, which the training thread needs too. The language is part of the key: a
+    figure's titles and legends are in the language it was built in."""
+    token = (i18n.language(), token)
     cache = st.session_state.setdefault("_figures", {})
     hit = cache.get(part)
     if hit is not None and hit[0] == token:
@@ -270,8 +339,8 @@ def run_charts(v, key: str = "", background: list | None = None) -> None:
     n = (v.run_id, len(v.steps), len(v.evals), len(v.snapshots),
          tuple(r.run_id for r in bg))
     c1, c2 = st.columns(2)
-    smoothing = c1.slider("Loss smoothing", 0.0, 0.99, 0.9, 0.01, key=f"smooth{key}",
-                          help="Exponential moving average of the per-iteration values")
+    smoothing = c1.slider(_("Loss smoothing"), 0.0, 0.99, 0.9, 0.01, key=f"smooth{key}",
+                          help=_("Exponential moving average of the per-iteration values"))
     steps = evals = None
 
     def frames():
@@ -286,10 +355,10 @@ def run_charts(v, key: str = "", background: list | None = None) -> None:
     c3, c4 = st.columns(2)
     c3.plotly_chart(_cached_figure(f"fluct{key}", n[:1] + n[2:3], lambda: charts.fluctuation_figure(
         frames()[1], revision=rev)), key=f"fluct{key}")
-    stat = c4.radio("Layer statistic", ["gamma", "beta", "running_mean", "running_var"],
+    stat = c4.radio(_("Layer statistic"), ["gamma", "beta", "running_mean", "running_var"],
                     horizontal=True, key=f"stat{key}",
-                    help="gamma (scale) and beta (shift) have one entry per channel; "
-                         "running mean/var are what eval mode normalises with")
+                    help=_("gamma (scale) and beta (shift) have one entry per channel; "
+                           "running mean/var are what eval mode normalises with"))
     snap_token = (v.run_id, len(v.snapshots), stat)
     snaps = None
 
@@ -329,18 +398,18 @@ def placeholder_charts() -> None:
     empty = pd.DataFrame()
     for col, name, fig in ((c1, "loss", charts.loss_figure(empty)),
                            (c2, "acc", charts.accuracy_figure(empty, empty))):
-        fig.add_annotation(text="press ▶ Train to start", showarrow=False, x=0.5, y=0.5,
+        fig.add_annotation(text=_("press ▶ Train to start"), showarrow=False, x=0.5, y=0.5,
                            xref="paper", yref="paper", font=dict(color="grey", size=14))
         col.plotly_chart(fig, key=f"placeholder_{name}")
 
 
 def downloads(v) -> None:
     c1, c2, c3 = st.columns(3)
-    c1.download_button("Metrics (CSV)", charts.steps_to_csv(v.steps_frame(), v.evals_frame()),
+    c1.download_button(_("Metrics (CSV)"), charts.steps_to_csv(v.steps_frame(), v.evals_frame()),
                        f"bnviz-{v.run_id}-metrics.csv", "text/csv")
-    c3.download_button("gamma/beta history (CSV)", v.snapshots_long().to_csv(index=False),
+    c3.download_button(_("gamma/beta history (CSV)"), v.snapshots_long().to_csv(index=False),
                        f"bnviz-{v.run_id}-snapshots.csv", "text/csv")
-    c2.download_button("Config (JSON)", json.dumps({**v.config.to_dict(),
+    c2.download_button(_("Config (JSON)"), json.dumps({**v.config.to_dict(),
                                                     "config_id": v.config.config_id()},
                                                    indent=2),
                        f"bnviz-{v.run_id}-config.json", "application/json")
@@ -359,7 +428,8 @@ def live_run(run_id: str, key: str = "", background: list | None = None) -> None
         time.sleep(0.02)
         first = mgr.get(run_id)
     if first is None:
-        st.warning(f"Run `{run_id}` is not on this server (it may have been run elsewhere).")
+        st.warning(_("Run `{run_id}` is not on this server (it may have been run "
+                     "elsewhere).").format(run_id=run_id))
         return
 
     @st.fragment(run_every=1.0 if first.active else None)
@@ -371,7 +441,7 @@ def live_run(run_id: str, key: str = "", background: list | None = None) -> None
         if len(v.steps) or v.evals:
             run_charts(v, key, background)
         elif v.active:
-            st.caption("Waiting for the first iteration…")
+            st.caption(_("Waiting for the first iteration…"))
             if background:  # queued behind other runs: where this one should land
                 background_charts(background, key=f"wait{key}")
         if first.active and not v.active:
@@ -385,7 +455,7 @@ def submit(cfg: Config, reuse: bool = True) -> str | None:
     try:
         run_id = manager().submit(cfg, session=session_id(), reuse=reuse)
     except JobRefused as e:
-        st.error(f"Not started: {e}")
+        st.error(_("Not started: {error}").format(error=e))
         return None
     st.session_state.run_id = run_id
     return run_id

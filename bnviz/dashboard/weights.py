@@ -8,7 +8,9 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from bnviz import i18n
 from bnviz.config import Config
+from bnviz.i18n import N_, _
 from bnviz.metrics import format_estimate
 from bnviz.stats import mean_ci
 from bnviz.weights import OFF_THRESHOLDS, final_gammas, gamma_off, norm_rows
@@ -22,18 +24,28 @@ def initial_norms(cfg: Config) -> dict[str, float]:
     return weight_norms(build_lenet(cfg))
 
 
-@lru_cache(maxsize=16)
 def invariance_table(cfg: Config, c: float = 10.0) -> pd.DataFrame:
-    """The scale test of bnviz.optim.invariance on one batch, as the page shows it."""
+    """The scale test of bnviz.optim.invariance on one batch, as the page shows it (in the
+    session's language: the cache is keyed by it)."""
+    return _invariance_table(cfg, c, i18n.language())
+
+
+@lru_cache(maxsize=16)
+def _invariance_rows(cfg: Config, c: float):
     from bnviz.optim import invariance
-    rows = invariance(cfg, c)
+    return tuple(invariance(cfg, c))
+
+
+@lru_cache(maxsize=16)
+def _invariance_table(cfg: Config, c: float, lang: str) -> pd.DataFrame:
+    rows = _invariance_rows(cfg, c)  # the computation, once for every language
     return pd.DataFrame({
-        "layer": [r.layer for r in rows],
-        "a norm follows it (before the activation)": ["yes" if r.invariant else "no"
-                                                      for r in rows],
-        "loss": [f"{r.loss:.6f}" for r in rows],
-        f"loss with w, b × {c:g}": [f"{r.loss_scaled:.6f}" for r in rows],
-        "relative change": [f"{r.relative_change:.1e}" for r in rows],
+        _("layer"): [r.layer for r in rows],
+        _("a norm follows it (before the activation)"): [_("yes") if r.invariant else _("no")
+                                                         for r in rows],
+        _("loss"): [f"{r.loss:.6f}" for r in rows],
+        _("loss with w, b × {c:g}").format(c=c): [f"{r.loss_scaled:.6f}" for r in rows],
+        _("relative change"): [f"{r.relative_change:.1e}" for r in rows],
         "cos(∇L, (w, b))": [f"{r.cos:+.1e}" for r in rows]})
 
 
@@ -45,7 +57,9 @@ def invariance_tables(base: Config) -> dict[str, pd.DataFrame]:
         "seed", "eps", "activation", "norm_position", "conv1_padding", "bias", "norm_conv1",
         "norm_conv2", "norm_fc1", "norm_fc2", "groups")},
         norm="bn" if base.norm == "none" else base.norm)
-    return {"with BN": invariance_table(bn), "without BN": invariance_table(bn.replace(norm="none"))}
+    # keys: English, marked with N_ (the page shows them with _())
+    return {N_("with BN"): invariance_table(bn),
+            N_("without BN"): invariance_table(bn.replace(norm="none"))}
 
 
 def warm(page_base) -> None:
@@ -94,11 +108,11 @@ def final_norms_table(groups: dict[str, list], layers) -> pd.DataFrame:
             end = [[r for r in norm_rows(v) if r["layer"] == layer][-1]["norm"] for v in views]
             lr = views[0].config.lr
             e = mean_ci(pd.Series(end))
-            rows.append({"configuration": group, "layer": layer,
-                         "‖w‖ at the start": f"{np.mean(start):.2f}",
-                         "‖w‖ at the end": format_estimate(e.mean, e.half, 2),
-                         "η/‖w‖² at the end": f"{lr / e.mean ** 2:.4f}",
-                         "‖w‖ end / start": f"{e.mean / np.mean(start):.2f}"})
+            rows.append({_("configuration"): _(str(group)), _("layer"): layer,
+                         _("‖w‖ at the start"): f"{np.mean(start):.2f}",
+                         _("‖w‖ at the end"): format_estimate(e.mean, e.half, 2),
+                         _("η/‖w‖² at the end"): f"{lr / e.mean ** 2:.4f}",
+                         _("‖w‖ end / start"): f"{e.mean / np.mean(start):.2f}"})
     return pd.DataFrame(rows)
 
 
@@ -116,7 +130,7 @@ def gamma_off_table(groups: dict[str, list]) -> pd.DataFrame:
         views = [v for v in views if v is not None and final_gammas(v)]
         if not views:
             continue
-        row = {"configuration": group, "runs": len(views)}
+        row = {_("configuration"): _(str(group)), _("runs"): len(views)}
         for t in OFF_THRESHOLDS:
             fr = [gamma_off(list(final_gammas(v).values()), t) for v in views]
             row[f"|γ| < {t:g}"] = f"{np.mean(fr):.1%}"
@@ -132,6 +146,7 @@ def gamma_off_by_layer(views, threshold: float) -> pd.DataFrame:
             continue
         for site, g in final_gammas(v).items():
             per.setdefault(site, []).append(g)
-    return pd.DataFrame([{"layer": site, "channels": int(np.mean([len(x) for x in gs])),
-                          f"switched off (|γ| < {threshold:g})": f"{gamma_off(gs, threshold):.1%}"}
+    return pd.DataFrame([{_("layer"): site, _("channels"): int(np.mean([len(x) for x in gs])),
+                          _("switched off (|γ| < {threshold:g})").format(threshold=threshold):
+                              f"{gamma_off(gs, threshold):.1%}"}
                          for site, gs in per.items()])

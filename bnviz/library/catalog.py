@@ -15,6 +15,7 @@ from typing import Callable
 
 from bnviz import readings
 from bnviz.config import Config, validate
+from bnviz.i18n import N_, _
 from bnviz.experiments import (DEFAULT_SEEDS, GridPoint, ICS_ACTIVATION, ICS_EVERY, ICS_LR,
                                NORM_BATCH_SGD, WEIGHT_DECAY, ablation_grid, batch_size_grid,
                                bias_grid, dataparallel_grid, finetune_grid, fluctuation_grid,
@@ -64,103 +65,105 @@ def batch1_config(base: Config) -> Config:
 
 def batch1_points(base: Config) -> list[GridPoint]:
     one = batch1_config(base)
-    return [GridPoint("nn.BatchNorm1d at batch 1", one, "bn_batch1"),
-            GridPoint("BN from scratch at batch 1", one.replace(norm="bn_scratch"),
+    return [GridPoint(_("nn.BatchNorm1d at batch 1"), one, "bn_batch1"),
+            GridPoint(_("BN from scratch at batch 1"), one.replace(norm="bn_scratch"),
                       "scratch_batch1"),
-            GridPoint("BN on the conv layers only, batch 1",
+            GridPoint(_("BN on the conv layers only, batch 1"),
                       one.replace(norm_fc1=False, norm_fc2=False, compare_eval=True),
                       "conv_only_batch1")]
 
 
 def gamma_points(base: Config) -> list[GridPoint]:
-    return [GridPoint("gamma/beta learned", base.replace(freeze_affine=False), "learned"),
-            GridPoint("gamma/beta frozen", base.replace(freeze_affine=True), "frozen")]
+    return [GridPoint(_("gamma/beta learned"), base.replace(freeze_affine=False), "learned"),
+            GridPoint(_("gamma/beta frozen"), base.replace(freeze_affine=True), "frozen")]
 
 
 @dataclass(frozen=True)
 class Page:
     """One page of the app. Its id is its URL path ("" for the landing page) and the key of
-    its state everywhere (its controls restored from a link, its seeds control)."""
+    its state everywhere (its controls restored from a link, its seeds control). Title,
+    answers and section are English, marked with N_: the menu shows _(title), _(section)
+    (app.py) and the About page answers_text(page)."""
     id: str
     file: str  # under pages/
     title: str
     icon: str
     answers: str  # what it answers, one line of the About page's table
-    section: str = "Questions, answered by experiment"
+    section: str = N_("Questions, answered by experiment")
 
 
 APP = "bnviz"
-WHY = "Why does BN help?"  # the menu's sections past the chapter
-VARIANTS = "BN's variants and exercises"
+WHY = N_("Why does BN help?")  # the menu's sections past the chapter
+VARIANTS = N_("BN's variants and exercises")
 PAGES: tuple[Page, ...] = (
-    Page("", "home.py", "About bnviz", ":material/home:", "", APP),
-    Page("lab", "lab.py", "Live lab", ":material/science:",
-         "Train one model with any BN setup (batch size, which layers, before/after the "
+    Page("", "home.py", N_("About bnviz"), ":material/home:", "", APP),
+    Page("lab", "lab.py", N_("Live lab"), ":material/science:",
+         N_("Train one model with any BN setup (batch size, which layers, before/after the "
          "activation, dropout instead of BN, from-scratch BN, simulated devices) and watch "
          "loss, train/test accuracy, test-accuracy fluctuation and the gamma/beta of every "
-         "layer as it trains.", APP),
-    Page("compare", "compare.py", "Compare runs", ":material/stacked_line_chart:",
-         "Overlay runs from this session, the run library or shared links; repeated seeds as "
-         "a band; config differences highlighted.", APP),
-    Page("batch-size", "batch_size.py", "Batch size (and batch size 1)", ":material/filter_1:",
-         "Test accuracy vs batch size for BN, GroupNorm, LayerNorm and no norm; why batch "
-         "size 1 teaches BN nothing, live; minibatch vs batch size."),
-    Page("inside", "inside_bn.py", "Inside a BN layer", ":material/layers:",
-         "One real batch through a conv and an FC BN layer: shapes, the axes averaged over "
-         "(N, H, W), how many values go into each mean, gamma/beta shapes."),
-    Page("fluctuation", "fluctuation.py", "Fluctuating test accuracy",
+         "layer as it trains."), APP),
+    Page("compare", "compare.py", N_("Compare runs"), ":material/stacked_line_chart:",
+         N_("Overlay runs from this session, the run library or shared links; repeated seeds as "
+         "a band; config differences highlighted."), APP),
+    Page("batch-size", "batch_size.py", N_("Batch size (and batch size 1)"), ":material/filter_1:",
+         N_("Test accuracy vs batch size for BN, GroupNorm, LayerNorm and no norm; why batch "
+         "size 1 teaches BN nothing, live; minibatch vs batch size.")),
+    Page("inside", "inside_bn.py", N_("Inside a BN layer"), ":material/layers:",
+         N_("One real batch through a conv and an FC BN layer: shapes, the axes averaged over "
+         "(N, H, W), how many values go into each mean, gamma/beta shapes.")),
+    Page("fluctuation", "fluctuation.py", N_("Fluctuating test accuracy"),
          ":material/ssid_chart:",
-         "Why test accuracy jumps between epochs with BN: running statistics vs PreciseBN vs "
-         "batch statistics on the same run."),
-    Page("devices", "devices.py", "BN on several GPUs", ":material/memory:",
-         "Why the book's hand-written BN gets worse under DataParallel (its moving statistics "
+         N_("Why test accuracy jumps between epochs with BN: running statistics vs PreciseBN vs "
+         "batch statistics on the same run.")),
+    Page("devices", "devices.py", N_("BN on several GPUs"), ":material/memory:",
+         N_("Why the book's hand-written BN gets worse under DataParallel (its moving statistics "
          "are updated on replicas and lost), beside what per-device statistics do — both "
-         "simulated exactly on one CPU."),
-    Page("bias", "bias.py", "Bias before BN", ":material/exposure_zero:",
-         "Dropping the bias of the layers that BN directly follows: {cancelled} parameters "
-         "fewer, identical weights, the same loss curve to float precision."),
-    Page("learning-rate", "learning_rate.py", "Learning rate", ":material/speed:",
-         "How high lr can go with and without BN before training fails."),
-    Page("ablation", "ablation.py", "Which BN layers matter?", ":material/grid_view:",
-         "d2l's ablation: all four BN layers, none, each one removed, pairs, and dropout in "
+         "simulated exactly on one CPU.")),
+    Page("bias", "bias.py", N_("Bias before BN"), ":material/exposure_zero:",
+         N_("Dropping the bias of the layers that BN directly follows: {cancelled} parameters "
+         "fewer, identical weights, the same loss curve to float precision.")),
+    Page("learning-rate", "learning_rate.py", N_("Learning rate"), ":material/speed:",
+         N_("How high lr can go with and without BN before training fails.")),
+    Page("ablation", "ablation.py", N_("Which BN layers matter?"), ":material/grid_view:",
+         N_("d2l's ablation: all four BN layers, none, each one removed, pairs, and dropout in "
          "place of the FC-layer BNs — one button, every configuration over paired seeds with "
-         "95% confidence intervals."),
-    Page("gamma-beta", "gamma_beta.py", "gamma and beta", ":material/tune:",
-         "How the learned scale and shift of every layer spread over training, and what "
-         "freezing them changes."),
-    Page("landscape", "landscape.py", "The loss landscape", ":material/landscape:",
-         "Why does BN help? Santurkar et al. (2018)'s measurement on your own LeNet: how much "
+         "95% confidence intervals.")),
+    Page("gamma-beta", "gamma_beta.py", N_("gamma and beta"), ":material/tune:",
+         N_("How the learned scale and shift of every layer spread over training, and what "
+         "freezing them changes.")),
+    Page("landscape", "landscape.py", N_("The loss landscape"), ":material/landscape:",
+         N_("Why does BN help? Santurkar et al. (2018)'s measurement on your own LeNet: how much "
          "the loss and the gradient change along the gradient step, with and without BN, "
-         "sigmoid and ReLU, over training.", WHY),
-    Page("ics", "ics.py", "Internal covariate shift, measured", ":material/swap_calls:",
-         "Does BN reduce internal covariate shift, and does that matter? Santurkar et al. "
+         "sigmoid and ReLU, over training."), WHY),
+    Page("ics", "ics.py", N_("Internal covariate shift, measured"), ":material/swap_calls:",
+         N_("Does BN reduce internal covariate shift, and does that matter? Santurkar et al. "
          "(2018)'s two experiments on your own LeNet: each layer's gradient before and after "
          "the earlier layers' step, with and without BN; and noisy BN, whose layers' inputs "
-         "shift on purpose, beside its accuracy.", WHY),
-    Page("weight-decay", "weight_decay.py", "Scale invariance and weight decay",
+         "shift on purpose, beside its accuracy."), WHY),
+    Page("weight-decay", "weight_decay.py", N_("Scale invariance and weight decay"),
          ":material/compress:",
-         "With BN after a layer, scaling its weights changes nothing, so ‖w‖ only sets the "
+         N_("With BN after a layer, scaling its weights changes nothing, so ‖w‖ only sets the "
          "effective step η/‖w‖²: each layer's ‖w‖ and η/‖w‖² over training with and without "
          "weight decay, with and without BN, and what it does to accuracy (van Laarhoven "
-         "2017; Li & Arora 2019).", WHY),
-    Page("train-only", "train_only.py", "Train only gamma and beta", ":material/lock:",
-         "Every weight frozen at its random initialisation except BN's gamma and beta "
+         "2017; Li & Arora 2019)."), WHY),
+    Page("train-only", "train_only.py", N_("Train only gamma and beta"), ":material/lock:",
+         N_("Every weight frozen at its random initialisation except BN's gamma and beta "
          "(Frankle et al. 2021): what LeNet reaches, against as many random weights and "
-         "against training everything, and how many channels gamma switches off.", VARIANTS),
-    Page("finetune", "finetune.py", "BN when fine-tuning", ":material/rotate_90_degrees_ccw:",
-         "Pretrain on upright images, fine-tune on rotated ones with BN updating or frozen in "
+         "against training everything, and how many channels gamma switches off."), VARIANTS),
+    Page("finetune", "finetune.py", N_("BN when fine-tuning"), ":material/rotate_90_degrees_ccw:",
+         N_("Pretrain on upright images, fine-tune on rotated ones with BN updating or frozen in "
          "eval mode (γ/β learning or fixed): how far the running statistics move (exactly 0 "
-         "when frozen) and the accuracy on the old and the new part.", VARIANTS),
-    Page("lite-bn", "lite_bn.py", "Lite BN: only the mean, or only the variance",
+         "when frozen) and the accuracy on the old and the new part."), VARIANTS),
+    Page("lite-bn", "lite_bn.py", N_("Lite BN: only the mean, or only the variance"),
          ":material/contrast:",
-         "d2l's exercise 4: BN that only subtracts the mean, or only divides by the standard "
+         N_("d2l's exercise 4: BN that only subtracts the mean, or only divides by the standard "
          "deviation, against full BN and no norm — accuracy, loss, fluctuation, and what each "
-         "does to the per-channel mean and variance the activation sees.", VARIANTS),
-    Page("placement", "placement.py", "BN before or after the activation",
+         "does to the per-channel mean and variance the activation sees."), VARIANTS),
+    Page("placement", "placement.py", N_("BN before or after the activation"),
          ":material/swap_horiz:",
-         "BN before the activation (d2l) or after it, with sigmoid and with ReLU: accuracy, "
+         N_("BN before the activation (d2l) or after it, with sigmoid and with ReLU: accuracy, "
          "and the distribution at the activation's input and output (what the sigmoid sees "
-         "when BN comes after it).", VARIANTS),
+         "when BN comes after it)."), VARIANTS),
 )
 PAGE = {p.id: p for p in PAGES}
 
@@ -194,7 +197,7 @@ class Question:
 
 
 QUESTIONS: tuple[Question, ...] = (
-    Question("presets", "lab", "d2l's three runs (the lab's presets)", presets_grid,
+    Question("presets", "lab", "d2l's runs in both editions (the lab's presets)", presets_grid,
              read=readings.presets, heading="Reproducing d2l",
              cli="bnviz sweep presets --epochs 10 --seeds 5 --dataset full"),
     Question("fluctuation", "fluctuation", "Fluctuating test accuracy", fluctuation_grid,
@@ -272,11 +275,12 @@ assert all(q.page in PAGE for q in QUESTIONS), "a question names a page that PAG
 
 def answers_text(page: Page) -> str:
     """What a page answers, as the About page's table and the README's list of pages say it
-    (the bias page's parameter count computed from the default config, not written down)."""
+    (the bias page's parameter count computed from the default config, not written down), in
+    the reader's language (English for the README)."""
     from bnviz import norm_kinds
     from bnviz.config import SITE_WIDTH, SITES
     cancelled = sum(SITE_WIDTH[s] for s in SITES if norm_kinds.cancels_bias(Config(), s))
-    return page.answers.format(cancelled=cancelled)
+    return _(page.answers).format(cancelled=cancelled)
 
 
 def page_settings(page: str) -> dict:

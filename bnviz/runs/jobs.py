@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Callable, Iterable
 
+from bnviz.i18n import _
 from bnviz import data as data_mod
 from bnviz.config import Config, validate
 from bnviz.runs import lookup
@@ -101,19 +102,21 @@ class JobManager:
         with self._cv:
             self._sweep()
             if self._closed:
-                raise JobRefused("the server is shutting down")
+                raise JobRefused(_("the server is shutting down"))
             mine = {r.group or r.run_id for r in self._jobs.values()
                     if r.session == session and r.status in ACTIVE}
             if session and len(mine - {group} if group else mine) >= lim.per_session:
-                raise JobRefused(f"you already have {len(mine)} run(s) going "
-                                 f"(limit {lim.per_session}); stop it or wait")
+                raise JobRefused(_("you already have {n} run(s) going (limit {limit}); stop it "
+                                   "or wait").format(n=len(mine), limit=lim.per_session))
             if session and lim.per_session_queued and \
                     self._queue.count(session) >= lim.per_session_queued:
-                raise JobRefused(f"you already have {lim.per_session_queued} runs waiting "
-                                 f"(limit {lim.per_session_queued} per visitor)")
+                raise JobRefused(_("you already have {n} runs waiting (limit {limit} per "
+                                   "visitor)").format(n=lim.per_session_queued,
+                                                      limit=lim.per_session_queued))
             if lim.max_queue and len(self._queue) >= lim.max_queue:
-                raise JobRefused(f"the queue is full ({len(self._queue)} runs waiting, "
-                                 f"limit {lim.max_queue}); try again in a minute")
+                raise JobRefused(_("the queue is full ({n} runs waiting, limit {limit}); try "
+                                   "again in a minute").format(n=len(self._queue),
+                                                               limit=lim.max_queue))
             rec = RunRecord(new_run_id(), cfg, session)
             rec.group = group
             self._jobs[rec.run_id] = rec

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from bnviz import cost as cost_mod
 from bnviz.config import Config
+from bnviz.i18n import _, is_zh
 
 
 class JobRefused(Exception):
@@ -60,36 +61,42 @@ class Limits:
         return max(self.budget_min_s, self.budget_factor * self.estimate(cfg, n_train, n_test))
 
     def check(self, cfg: Config, n_train: int, n_test: int = 10000) -> list[str]:
-        """Why `cfg` may not run here (empty: it may). `n_train`, `n_test`: the sizes of the
-        data set it would train on, before train_size."""
+        """Why `cfg` may not run here (empty: it may), in the reader's language (a page shows
+        the refusal; English elsewhere). `n_train`, `n_test`: the sizes of the data set it
+        would train on, before train_size."""
         errs = []
         epochs = cfg.epochs + cfg.finetune_epochs  # fine-tuning epochs are epochs too
         if self.max_epochs and epochs > self.max_epochs:
-            asked = (f"{cfg.epochs} + {cfg.finetune_epochs} fine-tuning" if cfg.finetune_epochs
-                     else f"{cfg.epochs}")
-            errs.append(f"epochs is capped at {self.max_epochs} on this server "
-                        f"(asked for {asked})")
+            asked = (_("{epochs} + {finetune_epochs} fine-tuning").format(
+                epochs=cfg.epochs, finetune_epochs=cfg.finetune_epochs) if cfg.finetune_epochs
+                else f"{cfg.epochs}")
+            errs.append(_("epochs is capped at {cap} on this server (asked for {asked})")
+                        .format(cap=self.max_epochs, asked=asked))
         n = cfg.train_size or n_train
         if self.max_train_size and n > self.max_train_size:
-            errs.append(f"train-set size is capped at {self.max_train_size:,} on this server "
-                        f"(asked for {n:,}); set train_size")
+            errs.append(_("train-set size is capped at {cap:,} on this server (asked for "
+                          "{n:,}); set train_size").format(cap=self.max_train_size, n=n))
         work = (n // 2 if cfg.finetune_epochs else n) * epochs  # fine-tuning: halves
         if self.max_work and work > self.max_work:
-            errs.append(f"epochs × training examples is capped at {self.max_work:,} on this "
-                        f"server (asked for {work:,})")
+            errs.append(_("epochs × training examples is capped at {cap:,} on this server "
+                          "(asked for {work:,})").format(cap=self.max_work, work=work))
         if self.max_seconds:
             c = cost_mod.estimate(cfg, n_train, n_test)
             s = c.seconds()
             if s > self.max_seconds:
                 tips = cost_mod.suggestions(cfg, c)
-                errs.append(
-                    f"this run would take {cost_mod.describe_seconds(s)} here "
-                    f"({c.train_steps:,} training steps, {c.eval_points:,} evaluations of "
-                    f"{c.eval_examples:,} test-time forward passes in all, "
-                    f"{c.snapshots:,} snapshots"
-                    + (f", probes worth {c.probe_examples:,} training examples' forward and "
-                       "backward passes" if c.probe_examples else "")
-                    + "); this server allows "
-                    f"{cost_mod.describe_seconds(self.max_seconds).removeprefix('about ')} "
-                    f"per run: {', '.join(tips)}")
+                text = _("this run would take {estimate} here ({steps:,} training steps, "
+                         "{evals:,} evaluations of {forwards:,} test-time forward passes in "
+                         "all, {snapshots:,} snapshots, probes worth {probes:,} training "
+                         "examples' forward and backward passes); this server allows {cap} "
+                         "per run: {tips}") if c.probe_examples else \
+                    _("this run would take {estimate} here ({steps:,} training steps, "
+                      "{evals:,} evaluations of {forwards:,} test-time forward passes in all, "
+                      "{snapshots:,} snapshots); this server allows {cap} per run: {tips}")
+                errs.append(text.format(
+                    estimate=cost_mod.describe_seconds(s), steps=c.train_steps,
+                    evals=c.eval_points, forwards=c.eval_examples, snapshots=c.snapshots,
+                    probes=c.probe_examples,
+                    cap=cost_mod.describe_seconds(self.max_seconds, about=False),
+                    tips=("；" if is_zh() else ", ").join(tips)))
         return errs
