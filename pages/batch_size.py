@@ -148,24 +148,20 @@ st.markdown(_(
     "horizontal line with its 95% CI band.").format(
         sgd=SGD, lr=base.lr, epochs=epochs_text(base.epochs), seeds=n_seeds))
 steps = -(-60000 // SGD) * base.epochs if not base.train_size else None
-st.markdown((_(
+# The parenthesis after "over the first N steps": the paper's name for it, and how many
+# steps these runs take when the page knows (the full training set).
+warmup_note = (_("the paper's warm-up; these {epochs}-epoch runs take about {steps} steps")
+               .format(epochs=base.epochs, steps=steps) if steps else _("the paper's warm-up"))
+st.markdown(_(
     "**Batch Renorm** (Ioffe 2017, *Batch Renormalization*) is the fix proposed for small "
     "normalisation batches: it normalises with the batch statistics, then corrects the "
     "result by r = σ_B/σ and d = (μ_B − μ)/σ against the running averages, clipped to "
     "[1/r_max, r_max] and [−d_max, d_max] and treated as constants in the backward pass, so "
     "training sees roughly what eval mode will. It starts as BN and relaxes r_max from 1 to "
-    "{rmax:g} and d_max from 0 to {dmax:g} over the first {warmup} steps (the paper's "
-    "warm-up; these {epochs}-epoch runs take about {steps} steps). It is drawn beside BN at "
-    "the same m, on the same paired seeds.") if steps else _(
-    "**Batch Renorm** (Ioffe 2017, *Batch Renormalization*) is the fix proposed for small "
-    "normalisation batches: it normalises with the batch statistics, then corrects the "
-    "result by r = σ_B/σ and d = (μ_B − μ)/σ against the running averages, clipped to "
-    "[1/r_max, r_max] and [−d_max, d_max] and treated as constants in the backward pass, so "
-    "training sees roughly what eval mode will. It starts as BN and relaxes r_max from 1 to "
-    "{rmax:g} and d_max from 0 to {dmax:g} over the first {warmup} steps (the paper's "
-    "warm-up). It is drawn beside BN at the same m, on the same paired seeds.")).format(
+    "{rmax:g} and d_max from 0 to {dmax:g} over the first {warmup} steps ({note}). It is "
+    "drawn beside BN at the same m, on the same paired seeds.").format(
         rmax=base.renorm_rmax, dmax=base.renorm_dmax, warmup=base.renorm_warmup,
-        epochs=base.epochs, steps=steps))
+        note=warmup_note))
 bad = _configs_ok(points)
 for b in bad:
     st.error(b)
