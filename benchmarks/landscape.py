@@ -17,6 +17,11 @@ torch thread), 1 epoch of the full data, d2l preset (nn.BatchNorm, sigmoid, lr 1
 probes every 50 steps (landscape.PROBE_EVERY): 29.0 s → 38.5 s (ratio 1.33) and 21.4 s →
 30.9 s (ratio 1.44), two separate runs of one round each; bnviz.cost's estimate for the same
 pair is 1.32 (10 epochs: about 42 s and 58 s). Within the 2x budget.
+
+The budget's own case, measured 2026-12-02 on the same machine with little else running
+(load about 1, one torch thread), `--epochs 10 --rounds 1 --probe both` (the loss landscape
+and the ICS measurement at once, every 50 steps, the worst case): 53.3 s without probes, 81.0 s
+with, ratio 1.52; bnviz.cost estimates 41.6 s and 62.5 s (ratio 1.50).
 """
 import argparse
 import json

@@ -251,7 +251,10 @@ def cmd_grid(args: argparse.Namespace) -> int:
         write_ics(table, args.out)
     if args.grid == "finetune":
         write_finetune(table, args.out)
-    if args.grid in ("lite", "placement"):  # their readings; the distributions are in evals.csv
+    if args.grid == "weight_decay":
+        from bnviz import readings
+        _reading(lambda: readings.weight_decay_text(readings.weight_decay(summarize(table))))
+    if args.grid in ("lite", "placement", "train_only"):  # readings; distributions in evals.csv
         from bnviz import readings
         for c in getattr(readings, args.grid)(summarize(table)).comparisons:
             print(f"  {c.text()}")

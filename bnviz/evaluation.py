@@ -13,15 +13,25 @@ from bnviz.model import norm_layers, running_stats
 EVAL_CHUNK = 2000
 
 
-def batches(n: int, size: int) -> list[slice]:
-    """Consecutive slices of `size` covering range(n). A last slice of one example is merged
-    into the one before: with batch statistics a batch of one normalises every FC unit to 0
-    (nn.BatchNorm1d refuses it), and 10,000 test images at batch 9 leave exactly one over."""
+def batches(n: int, size: int, min_last: int = 2) -> list[slice]:
+    """Consecutive slices of `size` covering range(n). A last slice of fewer than `min_last`
+    examples is merged into the one before: with batch statistics a batch of one normalises
+    every FC unit to 0 (nn.BatchNorm1d refuses it), and 10,000 test images at batch 9 leave
+    exactly one over. On k simulated devices (ghost BN) every device needs 2: min_last 2k
+    (min_batch), as bnviz.schedule.epoch_plan drops such a last batch in training."""
     size = max(1, size)
     starts = list(range(0, n, size))
-    if len(starts) > 1 and n - starts[-1] == 1 and size > 1:
+    if len(starts) > 1 and n - starts[-1] < min_last and size > 1:
         starts.pop()
     return [slice(a, b) for a, b in zip(starts, starts[1:] + [n])]
+
+
+def min_batch(net: nn.Module) -> int:
+    """The fewest examples a batch needs in train mode: 2 per slice of the net's ghost BN
+    layers (bnviz.norms.GhostBatchNorm, one slice per simulated device), 2 without any."""
+    from bnviz.norms import GhostBatchNorm
+    return 2 * max((m.slices for m in net.modules() if isinstance(m, GhostBatchNorm)),
+                   default=1)
 
 
 @contextlib.contextmanager
@@ -68,11 +78,11 @@ def mode(net: nn.Module, norms_train: bool):
 
 
 @torch.no_grad()
-def loss_acc(net: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = EVAL_CHUNK
-             ) -> tuple[float, float]:
+def loss_acc(net: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = EVAL_CHUNK,
+             min_last: int = 2) -> tuple[float, float]:
     loss = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device, dtype=torch.long)
-    for b in batches(len(y), chunk):
+    for b in batches(len(y), chunk, min_last):
         out = net(x[b])
         loss += F.cross_entropy(out, y[b], reduction="sum")
         correct += (out.argmax(1) == y[b]).sum()
@@ -103,7 +113,7 @@ def precise_stats(net: nn.Module, x: torch.Tensor, batch_size: int
         hooks.append(m.register_forward_hook(hook))
     try:
         with kept_buffers(net), mode(net, norms_train=True):
-            for b in batches(len(x), batch_size):
+            for b in batches(len(x), batch_size, min_batch(net)):
                 net(x[b])
     finally:
         for h in hooks:
@@ -135,7 +145,7 @@ def evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor, how: str, *, batc
     if how == "batch":
         try:
             with kept_buffers(net), mode(net, norms_train=True):
-                return loss_acc(net, x, y, chunk=batch_size)
+                return loss_acc(net, x, y, chunk=batch_size, min_last=min_batch(net))
         except ValueError:  # BatchNorm1d refuses one example per channel
             return math.nan, math.nan
     if how == "precise":

@@ -81,6 +81,21 @@ class Diverged(Exception):
     pass
 
 
+def failure(e: Exception) -> tuple[str, str]:
+    """("failed", the reason in words) for an exception that ended a run."""
+    if isinstance(e, ValueError):
+        if "Expected more than 1 value per channel" in str(e):
+            return "failed", BATCH_OF_ONE.format(detail=str(e).split(",")[0])
+        return "failed", f"{type(e).__name__}: {e}"
+    if isinstance(e, (RuntimeError, data_mod.DataError, MemoryError)):
+        msg = str(e)
+        if isinstance(e, MemoryError) or any(s in msg.lower() for s in OOM_MESSAGES):
+            msg = ("ran out of memory — try a smaller batch size or train-set size "
+                   f"({msg.splitlines()[0] if msg else 'MemoryError'})")
+        return "failed", msg
+    return "failed", f"{type(e).__name__}: {e}"
+
+
 class Trainer:
     """Runs `cfg` once. `run()` never raises: every ending is a RunEnded event and a summary."""
 
@@ -117,19 +132,8 @@ class Trainer:
                 status, reason = "stopped", "stopped on request"
         except Diverged as e:
             status, reason = "diverged", str(e)
-        except ValueError as e:
-            if "Expected more than 1 value per channel" in str(e):
-                status, reason = "failed", BATCH_OF_ONE.format(detail=str(e).split(",")[0])
-            else:
-                status, reason = "failed", f"{type(e).__name__}: {e}"
-        except (RuntimeError, data_mod.DataError, MemoryError) as e:
-            msg = str(e)
-            if isinstance(e, MemoryError) or any(s in msg.lower() for s in OOM_MESSAGES):
-                msg = ("ran out of memory — try a smaller batch size or train-set size "
-                       f"({msg.splitlines()[0] if msg else 'MemoryError'})")
-            status, reason = "failed", msg
         except Exception as e:  # noqa: BLE001 - a run must end as an event, never crash
-            status, reason = "failed", f"{type(e).__name__}: {e}"
+            status, reason = failure(e)
         self.summary.update(status=status, reason=reason,
                             wall_time=time.perf_counter() - self._t0,
                             examples_per_sec=self._examples / self._train_time

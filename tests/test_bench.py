@@ -96,3 +96,18 @@ def test_folding_benchmark_tiny_times_both_models(tmp_path):
     assert all(res["median_ms"][k] > 0 for k in ("unfolded", "folded"))
     assert res["unfolded_over_folded"] > 0 and res["max_abs_diff"] < 1e-5
     assert "folded" in r.stdout
+
+
+def test_batched_benchmark_tiny_trains_each_way(tmp_path):
+    """benchmarks/batched.py --tiny: the batch-4 arm of two seeds trained apart, batched and
+    forced into a batch (in one process, on 64 images); every run finishes."""
+    out = tmp_path / "batched.json"
+    r = subprocess.run([sys.executable, "benchmarks/batched.py", "--tiny", "--out", str(out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(out.read_text())
+    assert res["mode"] == "tiny" and set(res["summary"]["sgd4"]) == {"apart", "batched",
+                                                                     "forced"}
+    for way in res["results"]["sgd4"].values():
+        assert way[0]["runs"] == way[0]["finished"] == 2 and way[0]["wall_s"] > 0
+    assert res["summary"]["sgd4"]["apart"]["speedup"] == 1.0

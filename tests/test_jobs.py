@@ -232,3 +232,51 @@ def test_a_locked_store_delays_saving_but_loses_nothing(tmp_path, tiny):
     finally:
         backup.close()
         m.shutdown()
+
+
+SMALL = dict(dataset="subset", train_size=48, batch_size=4, epochs=1, device="cpu")
+
+
+def test_a_grids_small_batch_runs_train_as_one_batch_and_each_is_its_own_run(tmp_path):
+    """A page's grid at batch 4 (where batching pays on a CPU): the seeds of a configuration
+    leave the queue together and train as one batched model; a configuration the batched
+    model cannot train (GroupNorm) trains alone; every run is stored as an ordinary run."""
+    m = JobManager(workers=1, store=RunStore(tmp_path / "db"), limits=Limits(per_session=8))
+    try:
+        with m.together():
+            bn = [m.submit(make_config(**SMALL, seed=s), session="a", group="g")
+                  for s in range(3)]
+            gn = m.submit(make_config(**SMALL, norm="group"), session="a", group="g")
+        views = [wait_for(m, r) for r in bn]
+        assert [v.status for v in views] == ["finished"] * 3
+        assert all(v.summary["batched"] == "trained with 3 runs as one batched model"
+                   for v in views)
+        assert all(len(v.steps) == 12 and v.config.seed == s for s, v in enumerate(views))
+        alone = wait_for(m, gn)
+        assert alone.status == "finished" and "batched" not in alone.summary
+        for r in bn:
+            assert wait_stored(m, r, "finished").summary["batched"]
+    finally:
+        m.shutdown()
+
+
+def test_stopping_one_run_of_a_batch_stops_it_alone(tmp_path):
+    long = {**SMALL, "train_size": 2048, "epochs": 50}
+    m = JobManager(workers=1, store=RunStore(tmp_path / "db"), limits=Limits(per_session=8))
+    try:
+        with m.together():
+            ids = [m.submit(make_config(**long, seed=s), session="a", group="g")
+                   for s in range(3)]
+        t0 = time.time()
+        while not len(m.get(ids[0]).steps):
+            assert time.time() - t0 < 60
+            time.sleep(0.02)
+        assert m.cancel(ids[1], session="a")
+        assert wait_for(m, ids[1]).status == "stopped"
+        time.sleep(0.3)
+        assert [m.get(i).status for i in (ids[0], ids[2])] == ["running", "running"]
+        before = len(m.get(ids[0]).steps)
+        time.sleep(0.5)
+        assert len(m.get(ids[0]).steps) > before  # the others train on
+    finally:
+        m.shutdown()

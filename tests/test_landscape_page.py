@@ -4,6 +4,7 @@ import math
 import re
 import statistics
 
+import pandas as pd
 import pytest
 
 from bnviz import landscape
@@ -45,6 +46,8 @@ def _interval(xs):
 def test_running_the_grid_states_the_runs_own_numbers():
     at = open_page("landscape", {**TINY, "seeds": "2"})
     button(at, "▶ Run the experiment").click().run()
+    # just after the click the runs exist but have probed nothing: the charts wait, no error
+    assert not at.exception, at.exception
     wait_until_idle(8, 240)
     at.run()
     assert not at.exception, at.exception
@@ -68,3 +71,9 @@ def test_running_the_grid_states_the_runs_own_numbers():
     assert m, said
     assert float(m.group(1)) == pytest.approx(mean, rel=1e-2)
     assert float(m.group(2)) == pytest.approx(half, rel=1e-2, abs=1e-3)
+
+
+def test_band_chart_of_runs_that_have_measured_nothing_yet_waits():
+    from bnviz.dashboard import charts
+    fig = charts.band_figure(pd.DataFrame([]), "t", "y", "r")
+    assert not fig.data and "waiting" in fig.layout.annotations[0].text

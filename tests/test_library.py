@@ -338,3 +338,34 @@ def test_an_entry_trained_on_another_cpu_is_compared_to_a_tolerance_not_bit_for_
     assert "differ" in prefix.compare("e", stored, NS(steps=ulp, status="finished"), 20)
     here = NS(**{**vars(stored), "info": {"cpu": prefix.cpu_signature()}})
     assert prefix.same_cpu(here)
+
+
+SMALL_BATCH = Question("small", "small", "a small-batch grid", lambda b: [
+    GridPoint("bn", b), GridPoint("no BN", b.replace(norm="none"))],
+    {"dataset": "subset", "train_size": 48, "batch_size": 4, "epochs": 1, "lr": 0.02}, seeds=3)
+
+
+def test_build_trains_small_batch_seeds_as_one_batch_and_check_allows_its_rounding(tmp_path):
+    """Where batching pays (batch 4 on a CPU), each configuration's seeds train as one batched
+    model; the check then compares them with the same runs trained alone to CROSS_REL (they
+    sum in other kernels' order), and still catches a changed number."""
+    path = tmp_path / "lib.sqlite"
+    assert lb.build(path, (SMALL_BATCH,), jobs=1)["trained"] == 6
+    c = sqlite3.connect(path)
+    said = [json.loads(s).get("batched") for (s,) in c.execute("SELECT summary FROM runs")]
+    c.close()
+    assert said == ["trained with 3 runs as one batched model"] * 6
+    out = io.StringIO()
+    assert lb.check(path, (SMALL_BATCH,), every=True, out=out) == []
+    assert out.getvalue().count("as one batched model: within 1e-05") == 6
+    c = sqlite3.connect(path)
+    run_id, blob = c.execute("SELECT run_id, steps FROM series LIMIT 1").fetchone()
+    steps = np.load(io.BytesIO(blob))
+    steps[1, 2] *= 1 + 1e-3
+    buf = io.BytesIO()
+    np.save(buf, steps)
+    c.execute("UPDATE series SET steps=? WHERE run_id=?", (buf.getvalue(), run_id))
+    c.commit()
+    c.close()
+    problems = lb.check(path, (SMALL_BATCH,), every=True, out=io.StringIO())
+    assert problems and run_id in problems[0]

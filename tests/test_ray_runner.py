@@ -90,6 +90,30 @@ def test_a_grid_on_ray_gives_the_numbers_jobmanager_gives(shared, tmp_path):
         assert len(a.steps) == len(b.steps) and len(a.evals) == len(b.evals)
 
 
+def test_a_small_batch_grid_trains_as_one_batch_in_one_ray_task(shared, tmp_path):
+    """At batch 4 a configuration's seeds train as batched models, one batch per Ray slot
+    (2 here: 4 seeds in 2 batches of 2), each in one Ray task, with the numbers the same
+    batches give on JobManager's threads."""
+    small = TINY.replace(train_size=48, batch_size=4, device="cpu", lr=0.02)
+    configs = [small.replace(seed=s) for s in range(4)]
+    with shared.together():
+        ids = [shared.submit(c, session="rb", group="small") for c in configs]
+    on_ray = [wait(shared, i) for i in ids]
+    local = JobManager(workers=len(shared._threads), store=RunStore(tmp_path / "local.sqlite"),
+                       torch_threads=1, limits=Limits(per_session=8))
+    try:
+        with local.together():
+            lids = [local.submit(c, session="rb", group="small") for c in configs]
+        here = [wait(local, i) for i in lids]
+    finally:
+        local.shutdown()
+    for a, b in zip(on_ray, here):
+        assert a.status == b.status == "finished"
+        assert a.summary["batched"] == b.summary["batched"] == \
+            "trained with 2 runs as one batched model"
+        assert list(a.steps[:, 2]) == pytest.approx(list(b.steps[:, 2]), abs=1e-6)
+
+
 def test_cancel_reaches_the_ray_worker_within_a_step(shared):
     runner = shared
     run_id = runner.submit(LONG, session="c")

@@ -3,6 +3,7 @@ their readings and CLI sweeps, on tables and runs whose answer is checked here."
 import math
 
 import pandas as pd
+import pytest
 
 from bnviz import readings
 from bnviz.cli import main
@@ -75,11 +76,13 @@ def test_train_only_reading():
     assert "lower than training everything" in text and "11.0%" in text
 
 
-def test_sweeps_write_csvs_with_the_final_norms_and_every_evaluation(tmp_path):
+def test_sweeps_write_csvs_with_the_final_norms_and_every_evaluation(tmp_path, capsys):
     out = tmp_path / "wd"
     assert main(["sweep", "weight_decay", "--dataset", "subset", "--train-size", "256",
                  "--batch-size", "64", "--epochs", "1", "--eval-every", "2", "--seeds", "1",
                  "--no-store", "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "Test accuracy (PreciseBN) with weight decay" in said  # the page's reading, printed
     res = pd.read_csv(out / "results.csv")
     assert list(res.arm) == ["bn_wd0", "bn_wd", "none_wd0", "none_wd"]
     for layer in ("conv1", "conv2", "fc1", "fc2", "fc3"):
@@ -122,3 +125,66 @@ def test_train_only_page_runs_its_grid():
     off = next(d.value for d in at.dataframe if "|γ| < 0.1" in d.value.columns)
     assert len(off) == 3
     assert len(at.get("plotly_chart")) >= 3  # the grid's chart and two histograms
+
+
+def test_train_only_page_says_the_output_layer_is_frozen_and_what_lenet_cannot_show():
+    """The page's two explanations, and the numbers they quote checked against the model."""
+    from bnviz.model import build_lenet, norm_layers
+    from bnviz.optim import make_optimizer, trained_count
+    at = open_page("train_only", TINY)
+    assert not at.exception, at.exception
+    said = " ".join(m.value for m in at.markdown)
+    # the output layer: frozen, and why
+    for phrase in ("**The output layer is frozen too.**", "fc3 (84 → 10) keeps its random "
+                   "weights", "a fixed random read-out of the 84 features",
+                   "every bit of learning is in γ and β",
+                   "all weights but BatchNorm's at their initialisation",
+                   "Training fc3 as well would add 850 parameters, nearly twice BN's 452",
+                   "a trained linear classifier on random features instead"):
+        assert phrase in said, phrase
+    # the paper's deep ResNets, and what LeNet cannot show
+    for phrase in ("Sufficiently deep ResNets then still reach about 82% on CIFAR-10",
+                   "γ learns to switch off about a third of the random features",
+                   "**What LeNet cannot show.**", "accuracy with only BatchNorm trained grows "
+                   "with depth", "LeNet has four BN layers and 452 γ and β",
+                   "not a test of the paper's claim at depth"):
+        assert phrase in said, phrase
+    # what the text says of the model is so
+    cfg = next(p.config for p in train_only_grid(Config()) if p.arm == "bn_only")
+    net = build_lenet(cfg)
+    assert (net.fc3.in_features, net.fc3.out_features) == (84, 10)
+    assert sum(p.numel() for p in net.fc3.parameters()) == 850
+    assert len(norm_layers(net)) == 4 and trained_count(cfg) == 452
+    opt = make_optimizer(net, cfg)
+    trained = {id(p) for g in opt.param_groups for p in g["params"]}
+    assert not any(id(p) in trained or p.requires_grad for p in net.fc3.parameters())
+    assert sum(p.numel() for g in opt.param_groups for p in g["params"]) == 452
+
+
+def test_effective_step_curve_is_the_lr_over_each_evaluations_squared_weight_norm():
+    """Issue 20's η/‖w‖² (norm_curves(..., "step")): at epoch 0 from the initial weights, then
+    at every evaluation lr / wnorm² of the run's own recorded norm, averaged over seeds."""
+    from bnviz.dashboard.weights import norm_curves
+    from bnviz.model import build_lenet
+    from bnviz.runs.training import train_record
+    base = Config(dataset="subset", train_size=256, batch_size=64, epochs=1, eval_every=2,
+                  lr=0.5, weight_decay=5e-3, track_weights=True, device="cpu")
+    views = [train_record(base.replace(seed=s)).view() for s in (0, 1)]
+    assert all(v.status == "finished" and len(v.evals) == 2 for v in views)
+    for layer in ("conv1", "fc1", "fc3"):
+        curve = norm_curves({"g": views}, layer, "step")
+        assert list(curve.epoch) == [0.0, 0.5, 1.0] and list(curve.n) == [2, 2, 2]
+        # computed here from each run's weights at initialisation and its evaluations
+        per_run = []
+        for v in views:
+            w0 = float(getattr(build_lenet(v.config), layer).weight.detach().norm())
+            per_run.append([0.5 / w0 ** 2] + [0.5 / e["metrics"][f"wnorm_{layer}"] ** 2
+                                               for e in v.evals])
+        want = [sum(col) / 2 for col in zip(*per_run)]
+        assert list(curve["mean"]) == pytest.approx(want, rel=1e-9), layer
+        assert (curve.lo <= curve["mean"]).all() and (curve["mean"] <= curve.hi).all()
+        assert curve["mean"].iloc[0] != pytest.approx(curve["mean"].iloc[-1], rel=1e-6)
+        norms = norm_curves({"g": views}, layer, "norm")  # the same points' ‖w‖
+        assert list(norms["mean"]) == pytest.approx(
+            [sum(col) / 2 for col in zip(*[[(0.5 / x) ** 0.5 for x in r] for r in per_run])],
+            rel=1e-9)

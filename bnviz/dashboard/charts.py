@@ -307,6 +307,8 @@ def band_figure(curves: pd.DataFrame, title: str, ytitle: str, revision: str = "
     """One line per group (mean over seeds) with its band (lo–hi: the 95% CI in compare.curves)
     when it has several runs."""
     fig = go.Figure()
+    if curves.empty:  # the runs have started but not measured anything yet
+        return _layout(fig, _(title), revision, empty=True)
     for i, (group, d) in enumerate(curves.groupby("group", sort=False)):
         c = PALETTE[i % len(PALETTE)]
         if d["n"].max() > 1:

@@ -1,6 +1,7 @@
 """Streamlit panel for a grid of runs (ablation, sweeps): seeds, submit, poll, table, chart."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 
 import pandas as pd
@@ -25,17 +26,19 @@ def grid_id(points: list[GridPoint]) -> str:
 def submit_grid(points: list[GridPoint], rerun: bool = False) -> None:
     gid = grid_id(points)
     mgr = ui.manager()
-    for p in points:
-        if not rerun:
-            live = mgr.find(p.config)
-            if live is not None and live.active:  # a second click while it trains: no copy
-                continue
-        try:
-            ui.manager().submit(p.config, session=ui.session_id(), reuse=not rerun, group=gid)
-        except ui.JobRefused as e:
-            st.error(_("{label} (seed {seed}): not started — {error}").format(
-                label=_(p.label), seed=p.config.seed, error=e))
-            return
+    # queued together, so that runs which can train as one batched model leave together
+    with getattr(mgr, "together", contextlib.nullcontext)():
+        for p in points:
+            if not rerun:
+                live = mgr.find(p.config)
+                if live is not None and live.active:  # a second click while it trains
+                    continue
+            try:
+                mgr.submit(p.config, session=ui.session_id(), reuse=not rerun, group=gid)
+            except ui.JobRefused as e:
+                st.error(_("{label} (seed {seed}): not started — {error}").format(
+                    label=_(p.label), seed=p.config.seed, error=e))
+                return
 
 
 HERE = " · run here"  # label suffix of a live run shown beside the library's of its config

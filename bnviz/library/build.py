@@ -92,12 +92,25 @@ def as_library_run(v: RunView, entry: Entry, trained_here: bool = True) -> RunVi
                    steps=downsample_steps(v.steps))
 
 
+MAX_BATCH = 10  # entries trained as one batched model, at most (bnviz.runs.grid_runner's)
+
+
 def train_one(cfg: Config, listeners=(), stop=None) -> RunView:
     """Train one run exactly as the library's were: as every runner trains
     (bnviz.runs.training: the fast path when built), with one torch thread."""
     from bnviz.runs.training import train_record
     with prefix.one_thread():
         return train_record(cfg, SOURCE, listeners, stop).view()
+
+
+def train_batch(configs: list[Config]) -> list[RunView]:
+    """Train one batch of entries (bnviz.runs.training.batches) as the runners do: one run
+    alone, several as one batched model (their check then allows float rounding)."""
+    if len(configs) == 1:
+        return [train_one(configs[0])]
+    from bnviz.runs.training import train_records
+    with prefix.one_thread():
+        return [r.view() for r in train_records(configs, SOURCE)]
 
 
 class Progress:
@@ -174,16 +187,17 @@ def build(path: Path = LIBRARY_FILE, questions: Iterable[Question] = QUESTIONS,
     if todo:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
+        from bnviz.runs.training import batches
+        groups = [[todo[i] for i in g] for g in batches([e.config for e in todo], MAX_BATCH)]
         with ProcessPoolExecutor(max(1, jobs), multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(train_one, e.config): e for e in todo}
+            futures = {pool.submit(train_batch, [e.config for e in g]): g for g in groups}
             for f in as_completed(futures):
-                e = futures[f]
-                v = f.result()
-                lib.save(as_library_run(v, e))
-                left -= secs[id(e)]
-                bar.step(f"{e.name}: {v.status}, test acc "
-                         f"{v.summary.get('test_acc', math.nan):.3f}",
-                         max(0.0, left) / max(1, jobs))
+                for e, v in zip(futures[f], f.result()):
+                    lib.save(as_library_run(v, e))
+                    left -= secs[id(e)]
+                    bar.step(f"{e.name}: {v.status}, test acc "
+                             f"{v.summary.get('test_acc', math.nan):.3f}",
+                             max(0.0, left) / max(1, jobs))
     c = lib._conn()
     if copied or todo or not provenance.builds(c):
         with lib._write_lock:

@@ -214,7 +214,8 @@ QUESTIONS: tuple[Question, ...] = (
              norm_batch_points, {"epochs": 2}, read=readings.norm_batch,
              heading=f"Examples per BN at SGD batch {NORM_BATCH_SGD} (question 1; Group "
                      "Normalization paper's question)",
-             cli="bnviz sweep norm_batch --epochs 2 --seeds 5"),
+             cli="bnviz sweep norm_batch --epochs 2 --seeds 5 --norms bn,renorm "
+                 "--values 2,4,16,64,256"),
     Question("devices", "devices", "The book's BN on several devices", dataparallel_grid,
              {"epochs": 3}, read=readings.devices, heading="Several devices (question 6)",
              cli="bnviz sweep dataparallel --epochs 3 --seeds 5"),

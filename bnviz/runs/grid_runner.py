@@ -10,7 +10,11 @@ from bnviz.experiments import GridPoint, result_row
 from bnviz.runs import lookup
 from bnviz.runs.results import runs_table, summarize
 from bnviz.runs.store import RunStore
-from bnviz.runs.training import train_record
+from bnviz.runs.training import batches, spread, train_record, train_records
+
+# At most this many runs in one batched model: the 5 seeds of a configuration and more, while a
+# page's grid still shows its runs arriving in a few waves.
+MAX_BATCH = 10
 
 
 def _init_worker(threads: int) -> None:
@@ -18,16 +22,22 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _train(cfg) -> object:
-    return train_record(cfg, session="cli").view()
+def _train(configs) -> list:
+    """One batch: a single run as today's Trainer trains it, several as one batched model."""
+    if len(configs) == 1:
+        return [train_record(configs[0], session="cli").view()]
+    return [r.view() for r in train_records(list(configs), session="cli")]
 
 
 def run_grid(points: list[GridPoint], store: RunStore | None, reuse: bool = True,
-             out: Path | None = None, log=None, jobs: int = 1) -> pd.DataFrame:
+             out: Path | None = None, log=None, jobs: int = 1, batch: int = MAX_BATCH,
+             force_batch: bool = False) -> pd.DataFrame:
     """Train (or reuse) every point. jobs > 1 trains that many runs at once in separate
     processes, each with cores/jobs torch threads, so they never fight over a core. `log`:
     where progress lines go (None: sys.stderr as it is at the call, not at import — a test's
-    captured stream may be closed by then)."""
+    captured stream may be closed by then). Runs that can train as one batched model and
+    for which it pays (bnviz.runs.training.batches) train so, at most `batch` per model (1:
+    each alone, as before batching; `force_batch`: batch where it does not pay too)."""
     log = log if log is not None else sys.stderr
     stored: dict[int, object] = {}
     library = None
@@ -43,16 +53,23 @@ def run_grid(points: list[GridPoint], store: RunStore | None, reuse: bool = True
             if view is not None:
                 stored[i] = view
     todo = [i for i in range(len(points)) if i not in stored]
-    if jobs > 1 and len(todo) > 1:
+    groups = [[todo[j] for j in g] for g in spread(
+        batches([points[i].config for i in todo], batch, force_batch), jobs)]
+    trained: dict[int, object] = {}
+    jobs = min(jobs, len(groups))  # fewer batches than processes: more threads for each
+    if jobs > 1:
         import multiprocessing
         import os
         from concurrent.futures import ProcessPoolExecutor
         threads = max(1, (os.cpu_count() or 2) // jobs)
         with ProcessPoolExecutor(jobs, multiprocessing.get_context("spawn"),
                                  initializer=_init_worker, initargs=(threads,)) as pool:
-            trained = dict(zip(todo, pool.map(_train, [points[i].config for i in todo])))
+            for g, views in zip(groups, pool.map(_train, [[points[i].config for i in g]
+                                                           for g in groups])):
+                trained.update(zip(g, views))
     else:
-        trained = {i: _train(points[i].config) for i in todo}
+        for g in groups:
+            trained.update(zip(g, _train([points[i].config for i in g])))
     views = []
     for i, p in enumerate(points, 1):
         view = stored.get(i - 1)
@@ -60,7 +77,7 @@ def run_grid(points: list[GridPoint], store: RunStore | None, reuse: bool = True
             view.info.get("source") == "library" else "reused from the run store"
         if view is None:
             view = trained[i - 1]
-            how = "trained"
+            how = view.summary.get("batched") or "trained"
             if store is not None:
                 store.save(view)
         views.append(view)

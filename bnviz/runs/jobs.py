@@ -7,6 +7,7 @@ shared by every browser session of a server and implements `runner.Runner`.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -22,6 +23,10 @@ from bnviz.runs.limits import JobRefused, Limits
 from bnviz.runs.record import ACTIVE, RunRecord, RunView
 from bnviz.runs.store import RunStore, StoreError
 from bnviz.runs.training import new_run_id, train
+
+# A grid's runs that may train as one batched model (bnviz.speed.batched_trainer) leave the
+# queue together, at most this many: the same cap as the CLI's grids and the library build.
+MAX_BATCH = 10
 
 log = logging.getLogger("bnviz.runs.jobs")
 
@@ -126,6 +131,13 @@ class JobManager:
         self._persist(rec)
         return rec.run_id
 
+    @contextlib.contextmanager
+    def together(self):
+        """Runs submitted inside are all queued before a worker takes any: a grid's runs can
+        then leave the queue as one batched model (see _batch_mates)."""
+        with self._cv:
+            yield
+
     def owns(self, run_id: str, session: str) -> bool:
         """Whether `session` started this run (and may stop it). Stored runs belong to no
         live session once they have left memory."""
@@ -227,7 +239,9 @@ class JobManager:
                 r.position = i + 1
                 r.version += 1
 
-    def _next(self) -> RunRecord | None:
+    def _next(self) -> list[RunRecord] | None:
+        """The next run to train, with the queued runs of its grid that can train with it as
+        one batched model (same batch key, where batching pays), or None when closing."""
         with self._cv:
             while not len(self._queue) and not self._closed:
                 self._cv.wait(timeout=5.0)
@@ -236,9 +250,29 @@ class JobManager:
                 return None
             self._sweep()
             rec = self._queue.pop()
-            rec.position = 0
+            recs = [rec, *self._batch_mates(rec)]
+            for r in recs:
+                r.position = 0
             self._reposition()
-            return rec
+            return recs
+
+    def _batch_mates(self, rec: RunRecord) -> list[RunRecord]:
+        """Queued runs of rec's grid that train in one batch with it (taken off the queue)."""
+        if not self.batching or not rec.group:
+            return []
+        from bnviz.speed.batched import batch_key, pays
+        key = batch_key(rec.config) if pays(rec.config) else None
+        if key is None:
+            return []
+        mates = [r for r in self._queue if r.group == rec.group and r.session == rec.session
+                 and batch_key(r.config) == key]
+        # one batch per worker: the other workers take the rest of the grid's runs
+        # (at least two: the last worker's share of what is left is still a batch)
+        share = max(2, -(-(1 + len(mates)) // max(1, len(self._threads))))
+        mates = mates[:min(MAX_BATCH, share) - 1]
+        for r in mates:
+            self._queue.remove(r)
+        return mates
 
     def _sweep(self) -> None:
         """Drop ended runs from memory once they are older than `keep_finished_s` (the store
@@ -256,48 +290,71 @@ class JobManager:
                 self.expired += 1
 
     def _work(self) -> None:
-        rec = None
+        recs = None
         try:
-            while (rec := self._next()) is not None:
-                self._run(rec)
+            while (recs := self._next()) is not None:
+                self._run(recs)
             return
         except BaseException as e:  # noqa: BLE001 - SystemExit from a library, a bug here
             log.exception("bnviz worker thread died")
-            if rec is not None and rec.status in ACTIVE:
-                rec.set_status("failed", f"the worker running it died: {type(e).__name__}: {e}")
-                try:
-                    self._persist(rec)
-                except Exception:  # noqa: BLE001 - the replacement matters more
-                    pass
+            for rec in recs or []:
+                if rec.status in ACTIVE:
+                    rec.set_status("failed",
+                                   f"the worker running it died: {type(e).__name__}: {e}")
+                    try:
+                        self._persist(rec)
+                    except Exception:  # noqa: BLE001 - the replacement matters more
+                        pass
         with self._cv:  # keep the pool at its size: a replacement takes the slot
             me = threading.current_thread()
             if not self._closed and me in self._threads:
                 i = self._threads.index(me)
                 self._threads[i] = self._spawn(i)
 
-    def _run(self, rec: RunRecord) -> None:
-        saved = threading.Event()  # set once the run's final state is in the store
+    def _run(self, recs: list[RunRecord]) -> None:
+        saved = [threading.Event() for _ in recs]  # set once a run's end is in the store
         try:
-            listeners = [self._saved_before_ended(rec, saved), *self.observers]
-            budget = self.limits.budget(rec.config, *data_mod.sizes(rec.config.dataset))
-            if budget:
-                listeners.insert(0, self._time_budget(rec, budget))
-            if self.store is not None:
-                listeners.append(self._on_start(rec))
-            self._train(rec, listeners)
-        except Exception as e:  # noqa: BLE001 - the worker lives on, the run is failed
-            rec.set_status("failed", f"the worker crashed: {type(e).__name__}: {e}")
-            saved.clear()
-        if rec.status in ACTIVE:  # no RunEnded reached the record
-            rec.set_status("failed", "the run ended without a result")
-            saved.clear()
-        if not saved.is_set():
-            self._persist(rec)
+            every = []
+            for rec, done in zip(recs, saved):
+                listeners = [self._saved_before_ended(rec, done), *self.observers]
+                budget = self.limits.budget(rec.config, *data_mod.sizes(rec.config.dataset))
+                # A run of a batch trains while its batch does: at most as long as its runs
+                # would one after another (batching is used only where it is faster).
+                budget *= len(recs)
+                if budget:
+                    listeners.insert(0, self._time_budget(rec, budget))
+                if self.store is not None:
+                    listeners.append(self._on_start(rec))
+                every.append(listeners)
+            if len(recs) == 1:
+                self._train(recs[0], every[0])
+            else:
+                self._train_batch(recs, every)
+        except Exception as e:  # noqa: BLE001 - the worker lives on, the runs are failed
+            for rec, done in zip(recs, saved):
+                if rec.status in ACTIVE:
+                    rec.set_status("failed", f"the worker crashed: {type(e).__name__}: {e}")
+                    done.clear()
+        for rec, done in zip(recs, saved):
+            if rec.status in ACTIVE:  # no RunEnded reached the record
+                rec.set_status("failed", "the run ended without a result")
+                done.clear()
+            if not done.is_set():
+                self._persist(rec)
+
+    # Whether a grid's runs may train as one batched model (a runner that cannot, says so).
+    batching = True
 
     def _train(self, rec: RunRecord, listeners: list) -> None:
         """Train the run here, in this worker thread, feeding every event to `listeners`
         (bnviz.runs.ray_runner trains it on a Ray worker instead). rec.stop stops it."""
         train(rec.config, listeners, stop=rec.stop)
+
+    def _train_batch(self, recs: list[RunRecord], listeners: list[list]) -> None:
+        """Train runs of one batch key as one batched model here; each run's events go to
+        its own listeners, and each rec.stop stops its own run."""
+        from bnviz.speed.batched_trainer import BatchedTrainer
+        BatchedTrainer([r.config for r in recs], listeners, stops=[r.stop for r in recs]).run()
 
     def _saved_before_ended(self, rec: RunRecord, saved: threading.Event):
         """The record as listener, except that a run's final state reaches the store before

@@ -1,8 +1,9 @@
 """A Runner that trains on a Ray cluster (BNVIZ_RUNNER=ray; `pip install -e .[ray]`).
 
 Everything a page sees is JobManager's: the same submit checks, limits, fair queue, reuse of
-finished runs and of the results library, records, store and time budget. Only `_train`
-differs: each of the web server's worker threads owns a Ray actor (`TrainActor`, a training
+finished runs and of the results library, records, store and time budget. Only `_train` (and
+`_train_batch`: one Ray task trains one batch of a grid's runs as one batched model) differs:
+each of the web server's worker threads owns a Ray actor (`TrainActor`, a training
 slot on some node of the cluster, kept from run to run) that trains the thread's runs with
 bnviz's Trainer and keeps their events; the thread pulls them (each pull returns as soon as
 there are any, or after POLL_S) and feeds them to the run's record and listeners, so the web
@@ -55,21 +56,31 @@ def _actor_class():
         def pid(self) -> int:
             return os.getpid()
 
-        def train(self, run_id: str, cfg) -> str:
+        def train(self, run_ids: list, cfgs: list) -> str:
+            """Train one run, or several of one batch key as one batched model; their events
+            are kept as (index of the run, event)."""
             from bnviz.runs.training import train
 
-            def keep(e):
-                with self._cv:
-                    self._events.append(e)
-                    self._cv.notify_all()
+            def keep(i):
+                def listener(e):
+                    with self._cv:
+                        self._events.append((i, e))
+                        self._cv.notify_all()
+                return listener
             with self._cv:
                 self._events = []
-                stop = self._stops.setdefault(run_id, threading.Event())
+                stops = [self._stops.setdefault(r, threading.Event()) for r in run_ids]
             try:
-                train(cfg, [keep], stop=stop)
+                if len(cfgs) == 1:
+                    train(cfgs[0], [keep(0)], stop=stops[0])
+                else:
+                    from bnviz.speed.batched_trainer import BatchedTrainer
+                    BatchedTrainer(cfgs, [[keep(i)] for i in range(len(cfgs))],
+                                   stops=stops).run()
             finally:
                 with self._cv:
-                    self._stops.pop(run_id, None)
+                    for r in run_ids:
+                        self._stops.pop(r, None)
             return "done"
 
         def drain(self, wait: float) -> list:
@@ -132,24 +143,34 @@ class RayRunner(JobManager):
         return actor
 
     def _train(self, rec: RunRecord, listeners: list) -> None:
+        self._train_batch([rec], [listeners])
+
+    def _train_batch(self, recs: list[RunRecord], listeners: list[list]) -> None:
+        """Train `recs` (one run, or one batch) in one task on this thread's slot, feeding
+        each run's events to its listeners here."""
         actor = self._actor()
         with self._actors_lock:
-            self._actors[rec.run_id] = actor
-        done = actor.train.remote(rec.run_id, rec.config)
-        def pull(wait: float) -> bool:
-            """Feed the events the slot has kept to the listeners; True once the run ended."""
-            events = ray.get(actor.drain.remote(wait))
-            for e in events:
-                for listener in listeners:
-                    listener(e)
-            return any(e.kind == "ended" for e in events)
+            for rec in recs:
+                self._actors[rec.run_id] = actor
+        done = actor.train.remote([r.run_id for r in recs], [r.config for r in recs])
+        ended: set[int] = set()
 
-        stop_sent = False
+        def pull(wait: float) -> bool:
+            """Feed the events the slot has kept to the listeners; True once all ended."""
+            for i, e in ray.get(actor.drain.remote(wait)):
+                for listener in listeners[i]:
+                    listener(e)
+                if e.kind == "ended":
+                    ended.add(i)
+            return len(ended) == len(recs)
+
+        stop_sent: set[str] = set()
         try:
             while not pull(POLL_S):
-                if rec.stop.is_set() and not stop_sent:
-                    actor.stop.remote(rec.run_id)
-                    stop_sent = True
+                for rec in recs:
+                    if rec.stop.is_set() and rec.run_id not in stop_sent:
+                        actor.stop.remote(rec.run_id)
+                        stop_sent.add(rec.run_id)
                 if ray.wait([done], timeout=0)[0]:  # training returned (or raised)
                     ray.get(done)  # raises what the actor raised
                     pull(0)  # the last events
@@ -158,17 +179,21 @@ class RayRunner(JobManager):
             why = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
             reason = (f"the Ray worker training it died ({why}); what it had recorded is "
                       "kept — press Train to run it again")
-            # stored first, as with every ending: whoever sees "failed" finds it saved
-            self._persist(rec, dataclasses.replace(rec.view(), status="failed", reason=reason,
-                                                   ended=time.time()))
-            rec.set_status("failed", reason)
-            log.warning("run %s: Ray worker died: %s", rec.run_id, why)
+            for i, rec in enumerate(recs):
+                if i in ended:
+                    continue
+                # stored first, as with every ending: whoever sees "failed" finds it saved
+                self._persist(rec, dataclasses.replace(rec.view(), status="failed",
+                                                       reason=reason, ended=time.time()))
+                rec.set_status("failed", reason)
+            log.warning("runs %s: Ray worker died: %s", [r.run_id for r in recs], why)
             with self._actors_lock:  # the next run of this thread gets a new slot
                 if self._slots.get(threading.current_thread().name) is actor:
                     del self._slots[threading.current_thread().name]
         finally:
             with self._actors_lock:
-                self._actors.pop(rec.run_id, None)
+                for rec in recs:
+                    self._actors.pop(rec.run_id, None)
 
     def worker_pid(self, run_id: str) -> int | None:
         """The OS process of the Ray worker training this run (tests kill it)."""

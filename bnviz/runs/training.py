@@ -35,3 +35,48 @@ def train_record(cfg: Config, session: str = "", listeners: Iterable[Callable] =
     rec = RunRecord(new_run_id(), cfg, session)
     train(cfg, [rec, *listeners], stop=stop)
     return rec
+
+
+def train_records(configs: list[Config], session: str = "", listeners: Iterable[Callable] = (),
+                  stop: threading.Event | None = None) -> list[RunRecord]:
+    """Train `configs` (one batch: bnviz.speed.batched.batch_key equal) as one batched model
+    into a RunRecord each; every record hears its own run's events, as from train_record."""
+    from bnviz.speed.batched_trainer import BatchedTrainer
+    recs = [RunRecord(new_run_id(), c, session) for c in configs]
+    BatchedTrainer(configs, [[r, *listeners] for r in recs], stop=stop).run()
+    return recs
+
+
+def batches(configs: list[Config], max_size: int = 0, force: bool = False) -> list[list[int]]:
+    """The indices of `configs` grouped into the batches they train in: configs that may train
+    as one model (same batch_key) and for which batching pays (bnviz.speed.batched.pays), in
+    order of first appearance and at most `max_size` each (0: no limit; 1: every config
+    alone); every other config alone. `force` batches where it does not pay too (benchmarks)."""
+    from bnviz.speed.batched import batch_key, pays
+    groups: dict[tuple, list[int]] = {}
+    out: list[list[int]] = []
+    for i, cfg in enumerate(configs):
+        key = batch_key(cfg) if force or pays(cfg) else None
+        if key is None:
+            out.append([i])
+            continue
+        if key not in groups or (max_size and len(groups[key]) >= max_size):
+            groups[key] = []
+            out.append(groups[key])
+        groups[key].append(i)
+    return out
+
+
+def spread(groups: list[list[int]], workers: int) -> list[list[int]]:
+    """`groups` with the largest split in halves until there are at least `workers` (or
+    every group is one run): on a CPU one batch per core beats one wide batch on all of them,
+    whose tiny operations gain nothing from a second thread."""
+    out = [list(g) for g in groups]
+    while out and len(out) < workers:
+        big = max(range(len(out)), key=lambda i: len(out[i]))
+        if len(out[big]) < 2:
+            break
+        g = out.pop(big)
+        half = (len(g) + 1) // 2
+        out[big:big] = [g[:half], g[half:]]
+    return out

@@ -22,6 +22,8 @@ from torch import nn
 
 from bnviz.config import SITES, Config
 from bnviz.model import build_lenet
+from bnviz.speed import fused
+from bnviz.speed.lenet import AvgPool2x2
 
 # The knobs that may differ inside one batch; every other knob must be equal.
 PER_RUN = ("seed", "lr")
@@ -34,6 +36,26 @@ def batch_key(cfg: Config) -> tuple | None:
             or getattr(cfg, "weight_decay", 0.0) or getattr(cfg, "finetune_epochs", 0):
         return None
     return tuple(sorted((k, v) for k, v in cfg.to_dict().items() if k not in PER_RUN))
+
+
+# On a CPU, batching pays only where a step is mostly Python and dispatch overhead: PyTorch's
+# grouped convolution (backward above all) is several times slower per example than M separate
+# ones, so at larger batches M runs trained apart are faster (benchmarks/batched.py measures
+# the crossover; at batch 256 a batch of 5 trains at about half the speed of 5 runs apart).
+CPU_MAX_BATCH = 4
+SMALL_CPU_BATCH = 8  # up to this batch, convolutions one group at a time (BatchedLeNet._conv)
+
+
+def pays(cfg: Config) -> bool:
+    """Whether training `cfg` in a batch is faster than alone on its device: on a GPU always
+    (one run leaves it mostly idle), on a CPU at batch sizes up to CPU_MAX_BATCH."""
+    if cfg.device in ("cuda", "mps"):
+        return True
+    if cfg.device == "auto":
+        import torch as _t
+        if _t.cuda.is_available():
+            return True
+    return cfg.batch_size <= CPU_MAX_BATCH
 
 
 class BatchedLeNet(nn.Module):
@@ -53,6 +75,11 @@ class BatchedLeNet(nn.Module):
         self.act = torch.sigmoid if cfg.activation == "sigmoid" else torch.relu
         self.before = cfg.norm_position == "before_act"
         c1, c2 = first.conv1, first.conv2
+        # The fast path of bnviz.speed.lenet: pooling as GEMMs, and BN → sigmoid → pool as one
+        # fused CPU kernel where it applies (the same numbers up to float rounding).
+        side = 28 + 2 * c1.padding[0] - 4
+        self.pool1, self.pool2 = AvgPool2x2(side), AvgPool2x2(side // 2 - 4)
+        self._sigmoid = nn.Sigmoid() if cfg.activation == "sigmoid" else None
         self.conv1 = nn.Conv2d(m, 6 * m, 5, padding=c1.padding, groups=m,
                                bias=c1.bias is not None)
         self.conv2 = nn.Conv2d(6 * m, 16 * m, 5, groups=m, bias=c2.bias is not None)
@@ -98,10 +125,28 @@ class BatchedLeNet(nn.Module):
         y = torch.einsum("nmi,moi->nmo", x, self.fc_w[name])
         return y + self.fc_b[name] if name in self.fc_b else y
 
+    def _conv(self, conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+        """conv (groups=M) of x. On a CPU at small batches oneDNN's grouped convolution costs
+        about 0.3 ms a call whatever its size; PyTorch's own convolution, one model's group at
+        a time, is faster there (and gives the same numbers)."""
+        if x.device.type != "cpu" or x.shape[0] > SMALL_CPU_BATCH:
+            return conv(x)
+        k, m = conv.kernel_size, self.m
+        bias = conv.bias.chunk(m) if conv.bias is not None else [None] * m
+        return torch.cat([torch._C._nn.thnn_conv2d(a, w, k, b, 1, conv.padding)
+                          for a, w, b in zip(x.chunk(m, 1), conv.weight.chunk(m), bias)], 1)
+
+    def _conv_block(self, site: str, x: torch.Tensor, pool: AvgPool2x2) -> torch.Tensor:
+        norm = self.norms[site] if site in self.norms else None
+        if norm is not None and self.before and self._sigmoid is not None \
+                and fused.fusable(norm, self._sigmoid, pool.size, x, pool):
+            return fused.bn_sigmoid_pool(norm, x)
+        return pool(self._site(site, x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
-        x = F.avg_pool2d(self._site("conv1", self.conv1(x)), 2, 2)
-        x = F.avg_pool2d(self._site("conv2", self.conv2(x)), 2, 2)
+        x = self._conv_block("conv1", self._conv(self.conv1, x), self.pool1)
+        x = self._conv_block("conv2", self._conv(self.conv2, x), self.pool2)
         x = x.reshape(n, self.m, -1)  # each model's 16 channels × 4 × 4, in nn.Flatten's order
         x = self._site("fc1", self._linear("fc1", x))
         x = self._site("fc2", self._linear("fc2", x))
@@ -121,11 +166,10 @@ class BatchedLeNet(nn.Module):
     @torch.no_grad()
     def sgd_step(self, lrs: torch.Tensor) -> None:
         """p ← p − lr_m · ∂L/∂p for each model m's slice of every parameter."""
+        neg = lrs.neg().view(-1, 1)
         for p in self.parameters():
-            if p.grad is None:
-                continue
-            view = p.view(self.m, -1)
-            view.sub_(p.grad.view(self.m, -1) * lrs.view(-1, 1))
+            if p.grad is not None:
+                p.view(self.m, -1).addcmul_(p.grad.view(self.m, -1), neg)
 
     @torch.no_grad()
     def unbatch(self, i: int) -> nn.Module:
