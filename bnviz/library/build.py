@@ -92,9 +92,6 @@ def as_library_run(v: RunView, entry: Entry, trained_here: bool = True) -> RunVi
                    steps=downsample_steps(v.steps))
 
 
-MAX_BATCH = 10  # entries trained as one batched model, at most (bnviz.runs.grid_runner's)
-
-
 def train_one(cfg: Config, listeners=(), stop=None) -> RunView:
     """Train one run exactly as the library's were: as every runner trains
     (bnviz.runs.training: the fast path when built), with one torch thread."""
@@ -188,6 +185,7 @@ def build(path: Path = LIBRARY_FILE, questions: Iterable[Question] = QUESTIONS,
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
         from bnviz.runs.training import batches
+        from bnviz.speed.batched import MAX_BATCH
         groups = [[todo[i] for i in g] for g in batches([e.config for e in todo], MAX_BATCH)]
         with ProcessPoolExecutor(max(1, jobs), multiprocessing.get_context("spawn")) as pool:
             futures = {pool.submit(train_batch, [e.config for e in g]): g for g in groups}

@@ -11,10 +11,8 @@ from bnviz.runs import lookup
 from bnviz.runs.results import runs_table, summarize
 from bnviz.runs.store import RunStore
 from bnviz.runs.training import batches, spread, train_record, train_records
+from bnviz.speed.batched import MAX_BATCH
 
-# At most this many runs in one batched model: the 5 seeds of a configuration and more, while a
-# page's grid still shows its runs arriving in a few waves.
-MAX_BATCH = 10
 
 
 def _init_worker(threads: int) -> None:

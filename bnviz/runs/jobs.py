@@ -24,9 +24,6 @@ from bnviz.runs.record import ACTIVE, RunRecord, RunView
 from bnviz.runs.store import RunStore, StoreError
 from bnviz.runs.training import new_run_id, train
 
-# A grid's runs that may train as one batched model (bnviz.speed.batched_trainer) leave the
-# queue together, at most this many: the same cap as the CLI's grids and the library build.
-MAX_BATCH = 10
 
 log = logging.getLogger("bnviz.runs.jobs")
 
@@ -260,7 +257,7 @@ class JobManager:
         """Queued runs of rec's grid that train in one batch with it (taken off the queue)."""
         if not self.batching or not rec.group:
             return []
-        from bnviz.speed.batched import batch_key, pays
+        from bnviz.speed.batched import MAX_BATCH, batch_key, pays
         key = batch_key(rec.config) if pays(rec.config) else None
         if key is None:
             return []

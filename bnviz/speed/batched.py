@@ -43,6 +43,9 @@ def batch_key(cfg: Config) -> tuple | None:
 # ones, so at larger batches M runs trained apart are faster (benchmarks/batched.py measures
 # the crossover; at batch 256 a batch of 5 trains at about half the speed of 5 runs apart).
 CPU_MAX_BATCH = 4
+# At most this many runs in one batched model (the CLI's grids, the dashboard's, the library
+# build): the 5 seeds of a configuration and more, while a grid still arrives in a few waves.
+MAX_BATCH = 10
 SMALL_CPU_BATCH = 8  # up to this batch, convolutions one group at a time (BatchedLeNet._conv)
 
 
