@@ -338,6 +338,18 @@ def test_an_entry_trained_on_another_cpu_is_compared_to_a_tolerance_not_bit_for_
     assert "differ" in prefix.compare("e", stored, NS(steps=ulp, status="finished"), 20)
     here = NS(**{**vars(stored), "info": {"cpu": prefix.cpu_signature()}})
     assert prefix.same_cpu(here)
+    # A first step that matches with a later one apart is drift on another CPU (rounding that
+    # a sensitive run amplifies), a difference on the CPU that trained it; a first step apart
+    # is stale everywhere.
+    assert prefix.judge("e", stored, NS(steps=near, status="finished"), k, False) == ("ok", None)
+    assert prefix.judge("e", stored, NS(steps=far, status="finished"), k, False)[0] == "DRIFT"
+    assert prefix.judge("e", stored, NS(steps=far, status="finished"), k, True)[0] == "STALE"
+    first = steps.copy()
+    first[0, 2] *= 1 + 1e-3
+    assert prefix.judge("e", stored, NS(steps=first, status="finished"), k, False)[0] == "STALE"
+    # a few drifted entries are rounding; most of them, a change of the update
+    assert prefix.drift_problem(1, 16) is None and prefix.drift_problem(8, 16) is None
+    assert "9 of 16 entries" in prefix.drift_problem(9, 16)
 
 
 SMALL_BATCH = Question("small", "small", "a small-batch grid", lambda b: [

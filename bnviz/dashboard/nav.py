@@ -18,6 +18,32 @@ import streamlit as st
 log = logging.getLogger("bnviz.warm")
 _warm_lock = threading.Lock()
 _warm_started = False
+_ast_lock = threading.RLock()
+_parse = _serialised = None  # ast.parse as it was, and the locked one put in its place
+
+
+def serialise_ast_parse() -> None:
+    """One lock around ast.parse for the whole server process (idempotent).
+
+    CPython 3.11 keeps the AST constructor's recursion depth in interpreter-wide state, so two
+    threads in ast.parse at once can fail with "SystemError: AST constructor recursion depth
+    mismatch" (python/cpython#106905 and kin). A server parses in many threads: Streamlit
+    compiles each page script through ast.parse (magic), and numpy's np.load reads every .npy
+    header with ast.literal_eval, which calls ast.parse: decoding the results library is some
+    44,000 of them, while the first visitors' pages compile. The load test lost a session to
+    it. The lock costs microseconds a parse; literal_eval goes through it too."""
+    import ast
+    global _parse, _serialised
+    with _ast_lock:
+        if ast.parse is _serialised and _serialised is not None:
+            return
+        _parse = parse = ast.parse
+
+        def serialised(*args, **kwargs):
+            with _ast_lock:
+                return parse(*args, **kwargs)
+        serialised.__doc__ = parse.__doc__
+        _serialised = ast.parse = serialised
 
 
 def via_app() -> None:
@@ -42,8 +68,10 @@ def warm_server() -> None:
     """Once per server process, on its first page view: import what the pages need (torch,
     pandas, plotly: seconds on a small CPU), decode the results library and compute the bias
     and batch-size pages' one-batch results for their defaults, in a background thread, so a visitor who lands on About and opens a question finds it ready. The thread
-    calls no st.* function; it logs "bnviz: warm" with the time taken."""
+    calls no st.* function; it logs "bnviz: warm" with the time taken. ast.parse is made
+    thread-safe first (serialise_ast_parse)."""
     global _warm_started
+    serialise_ast_parse()
     with _warm_lock:
         if _warm_started:
             return
