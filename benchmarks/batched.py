@@ -71,6 +71,7 @@ def main() -> int:
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--configs", type=int, default=10, help="ablation configurations")
     p.add_argument("--grids", default="sgd4,ablation")
+    p.add_argument("--ways", default=",".join(WAYS), help="of " + ", ".join(WAYS))
     p.add_argument("--jobs", type=int, default=2, help="the grid runner's processes")
     p.add_argument("--out")
     p.add_argument("--one", nargs=2, help=argparse.SUPPRESS)  # way grid: the child process
@@ -87,7 +88,8 @@ def main() -> int:
     results: dict = {}
     for r in range(args.rounds):
         for grid in args.grids.split(","):
-            order = list(WAYS) if r % 2 == 0 else list(WAYS)[::-1]
+            ways = [w for w in WAYS if w in args.ways.split(",")]
+            order = ways if r % 2 == 0 else ways[::-1]
             for way in order:
                 if args.tiny:  # in this process: the code path, not the timing
                     res = one(way, grid, args)

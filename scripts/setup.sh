@@ -125,7 +125,7 @@ fi
 extras=""; [ $dev = 1 ] && extras="[test]"
 hash=$(cat pyproject.toml requirements.txt requirements-dev.txt 2>/dev/null | sha256sum | cut -c1-16)
 mods="bnviz streamlit torch numpy pandas plotly"
-[ $dev = 1 ] && mods="$mods pytest pytest_timeout hypothesis playwright"
+[ $dev = 1 ] && mods="$mods pytest pytest_timeout xdist hypothesis playwright"
 installed() {  # the stamp matches and the modules are there, bnviz from this checkout
   [ -f $stamp ] && grep -qx "hash=$hash" $stamp || return 1
   [ $dev = 0 ] || grep -qx "dev=1" $stamp || return 1
@@ -151,4 +151,4 @@ else
   [ $dev = 1 ] && was_dev=1
   printf 'root=%s\nhash=%s\ndev=%s\n' "$root" "$hash" "$was_dev" > $stamp
 fi
-say "ready: $venv/bin/streamlit run app.py$([ $dev = 1 ] && echo '; tests: .venv/bin/python -m pytest')"
+say "ready: $venv/bin/streamlit run app.py$([ $dev = 1 ] && echo '; tests: .venv/bin/python -m pytest -n 2 --dist loadfile')"

@@ -111,3 +111,16 @@ def test_batched_benchmark_tiny_trains_each_way(tmp_path):
     for way in res["results"]["sgd4"].values():
         assert way[0]["runs"] == way[0]["finished"] == 2 and way[0]["wall_s"] > 0
     assert res["summary"]["sgd4"]["apart"]["speedup"] == 1.0
+
+
+@pytest.mark.slow
+def test_batched_step_benchmark_tiny_times_single_and_batched(tmp_path):
+    """benchmarks/batched_step.py --tiny: one step of a single LeNet and of a batch of 2,
+    timed in one process; the report has both, with a positive time and speed-up."""
+    out = tmp_path / "step.json"
+    r = subprocess.run([sys.executable, "benchmarks/batched_step.py", "--tiny", "--out",
+                        str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    ways = json.loads(out.read_text())["ways"]
+    assert set(ways) == {"single", "batch of 2"} and ways["single"]["speedup_per_run"] == 1.0
+    assert all(w["ms_per_step"] > 0 and w["speedup_per_run"] > 0 for w in ways.values())
