@@ -150,6 +150,40 @@ def estimate(cfg: Config, n_train: int, n_test: int) -> Cost:
                 probe_examples=int(round(evals * probe_work)))
 
 
+# A batch of M runs (bnviz.speed.batched_trainer) takes one step for all M: its training costs
+# one run's × (BATCH_FIXED + BATCH_PER_RUN × M). `benchmarks/batched_step.py` at batch 4 (one
+# torch thread, 2-core x86, medians of two runs of 5 rounds): one LeNet-BN 2.01 ms a step, a
+# batch of 3 2.81 ms (1.40×), a batch of 5 3.66 ms (1.82×), i.e. 0.8 + 0.2 × M within 1%.
+# Evaluation, snapshots and probes are each run's own, as alone (the Trainer's code per run).
+BATCH_FIXED, BATCH_PER_RUN = 0.8, 0.2
+
+
+def batch_seconds(configs: list[Config], n_train: int, n_test: int,
+                  rates: Rates | None = None) -> float:
+    """Estimated seconds to train `configs` (one batch: equal but for seed and lr) as one
+    batched model: the first run's training × (BATCH_FIXED + BATCH_PER_RUN × M), plus each
+    run's evaluation, snapshots and probes. One config: its own estimate."""
+    if len(configs) == 1:
+        return estimate(configs[0], n_train, n_test).seconds(rates)
+    m = len(configs)
+    first = estimate(configs[0], n_train, n_test).parts(rates)
+    train = (first["training"] + first["steps"]) * (BATCH_FIXED + BATCH_PER_RUN * m)
+    rest = sum(v for c in configs for k, v in estimate(c, n_train, n_test).parts(rates).items()
+               if k not in ("training", "steps"))
+    return train + rest
+
+
+def grid_seconds(configs: list[Config], n_train: int, n_test: int,
+                 rates: Rates | None = None) -> float:
+    """Estimated seconds of training for a grid, one run after another, with its runs grouped
+    into the batches the grid runners train (bnviz.runs.training.batches): what it costs, not
+    the sum of its runs trained alone."""
+    from bnviz.runs.training import batches
+    from bnviz.speed.batched import MAX_BATCH
+    return sum(batch_seconds([configs[i] for i in g], n_train, n_test, rates)
+               for g in batches(list(configs), MAX_BATCH))
+
+
 def describe_seconds(s: float, about: bool = True) -> str:
     """'about 40 s', 'about 3 min', 'about 2 h 40 min': an estimate, rounded for people, in the
     reader's language. about=False leaves out the 'about' (a cap: '2 min')."""

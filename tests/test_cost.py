@@ -106,6 +106,33 @@ def test_a_run_over_its_time_budget_is_stopped_and_saved_with_the_reason(tmp_pat
         m.shutdown()
 
 
+def test_a_batch_costs_one_runs_training_times_its_measured_factor_plus_each_runs_evaluation():
+    """bnviz.cost.batch_seconds: M runs trained as one model cost one run's training ×
+    (0.8 + 0.2 M) (benchmarks/batched_step.py) and every run's own evaluation; a grid is
+    counted in the batches its runner trains, so a batch-4 question costs less than its runs
+    alone and a batch-256 one (trained apart) exactly their sum."""
+    base = Config(dataset="subset", batch_size=4, lr=0.01, epochs=1, device="cpu")
+    runs = [base.replace(seed=s) for s in range(5)]
+    one = cost.estimate(base, 4096, 1000).parts()
+    train, rest = one["training"] + one["steps"], one["evaluation"] + one["snapshots"]
+    assert cost.batch_seconds(runs[:1], 4096, 1000) == pytest.approx(train + rest)
+    assert cost.batch_seconds(runs, 4096, 1000) == pytest.approx(
+        train * (cost.BATCH_FIXED + 5 * cost.BATCH_PER_RUN) + 5 * rest + 5 * one["probes"])
+    assert cost.BATCH_FIXED + cost.BATCH_PER_RUN == 1.0
+    alone = sum(cost.estimate(c, 4096, 1000).seconds() for c in runs)
+    assert cost.grid_seconds(runs, 4096, 1000) == pytest.approx(
+        cost.batch_seconds(runs, 4096, 1000)) and cost.grid_seconds(runs, 4096, 1000) < alone
+    big = [c.replace(batch_size=256) for c in runs]  # not batched on a CPU: each alone
+    assert cost.grid_seconds(big, 4096, 1000) == pytest.approx(
+        sum(cost.estimate(c, 4096, 1000).seconds() for c in big))
+    # a run of a batch may train as long as its batch is estimated to
+    hosted = Limits.hosted()
+    budget = hosted.budget(base, 60000, 10000, batch=runs)
+    assert budget > hosted.budget_min_s and budget == pytest.approx(
+        hosted.budget_factor * cost.batch_seconds(runs, 60000, 10000))
+    assert hosted.budget(base, 60000, 10000, batch=runs[:1]) == hosted.budget(base, 60000, 10000)
+
+
 def test_no_budget_without_max_seconds():
     assert Limits().budget(Config(), 60000, 10000) == 0
     assert Limits.hosted().budget(Config(), 60000, 10000) >= 60

@@ -314,10 +314,9 @@ class JobManager:
             every = []
             for rec, done in zip(recs, saved):
                 listeners = [self._saved_before_ended(rec, done), *self.observers]
-                budget = self.limits.budget(rec.config, *data_mod.sizes(rec.config.dataset))
-                # A run of a batch trains while its batch does: at most as long as its runs
-                # would one after another (batching is used only where it is faster).
-                budget *= len(recs)
+                # A run of a batch trains while its batch does: its budget is the batch's.
+                budget = self.limits.budget(rec.config, *data_mod.sizes(rec.config.dataset),
+                                            batch=[r.config for r in recs])
                 if budget:
                     listeners.insert(0, self._time_budget(rec, budget))
                 if self.store is not None:

@@ -54,11 +54,16 @@ class Limits:
         """The run's estimated seconds on this server."""
         return cost_mod.estimate(cfg, n_train, n_test).seconds()
 
-    def budget(self, cfg: Config, n_train: int, n_test: int) -> float:
-        """Wall seconds a running run may take before it is stopped; 0 = no budget."""
+    def budget(self, cfg: Config, n_train: int, n_test: int,
+               batch: list[Config] | None = None) -> float:
+        """Wall seconds a running run may take before it is stopped; 0 = no budget. A run of
+        `batch` (the configs training with it as one model) trains while its batch does: its
+        budget is the batch's estimate (bnviz.cost.batch_seconds)."""
         if not self.max_seconds:
             return 0.0
-        return max(self.budget_min_s, self.budget_factor * self.estimate(cfg, n_train, n_test))
+        secs = cost_mod.batch_seconds(batch, n_train, n_test) if batch and len(batch) > 1 \
+            else self.estimate(cfg, n_train, n_test)
+        return max(self.budget_min_s, self.budget_factor * secs)
 
     def check(self, cfg: Config, n_train: int, n_test: int = 10000) -> list[str]:
         """Why `cfg` may not run here (empty: it may), in the reader's language (a page shows
