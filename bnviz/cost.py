@@ -173,17 +173,6 @@ def batch_seconds(configs: list[Config], n_train: int, n_test: int,
     return train + rest
 
 
-def grid_seconds(configs: list[Config], n_train: int, n_test: int,
-                 rates: Rates | None = None) -> float:
-    """Estimated seconds of training for a grid, one run after another, with its runs grouped
-    into the batches the grid runners train (bnviz.runs.training.batches): what it costs, not
-    the sum of its runs trained alone."""
-    from bnviz.runs.training import batches
-    from bnviz.speed.batched import MAX_BATCH
-    return sum(batch_seconds([configs[i] for i in g], n_train, n_test, rates)
-               for g in batches(list(configs), MAX_BATCH))
-
-
 def describe_seconds(s: float, about: bool = True) -> str:
     """'about 40 s', 'about 3 min', 'about 2 h 40 min': an estimate, rounded for people, in the
     reader's language. about=False leaves out the 'about' (a cap: '2 min')."""

@@ -9,6 +9,7 @@ from bnviz import cost, data
 from bnviz.config import Config
 from bnviz.runs.jobs import JobManager, JobRefused
 from bnviz.runs.limits import Limits
+from bnviz.runs.training import grid_seconds
 from bnviz.runs.store import RunStore
 from bnviz.trainer import Trainer
 
@@ -120,10 +121,10 @@ def test_a_batch_costs_one_runs_training_times_its_measured_factor_plus_each_run
         train * (cost.BATCH_FIXED + 5 * cost.BATCH_PER_RUN) + 5 * rest + 5 * one["probes"])
     assert cost.BATCH_FIXED + cost.BATCH_PER_RUN == 1.0
     alone = sum(cost.estimate(c, 4096, 1000).seconds() for c in runs)
-    assert cost.grid_seconds(runs, 4096, 1000) == pytest.approx(
-        cost.batch_seconds(runs, 4096, 1000)) and cost.grid_seconds(runs, 4096, 1000) < alone
+    assert grid_seconds(runs, 4096, 1000) == pytest.approx(
+        cost.batch_seconds(runs, 4096, 1000)) and grid_seconds(runs, 4096, 1000) < alone
     big = [c.replace(batch_size=256) for c in runs]  # not batched on a CPU: each alone
-    assert cost.grid_seconds(big, 4096, 1000) == pytest.approx(
+    assert grid_seconds(big, 4096, 1000) == pytest.approx(
         sum(cost.estimate(c, 4096, 1000).seconds() for c in big))
     # a run of a batch may train as long as its batch is estimated to
     hosted = Limits.hosted()

@@ -370,14 +370,30 @@ def test_build_trains_small_batch_seeds_as_one_batch_and_check_allows_its_roundi
     out = io.StringIO()
     assert lb.check(path, (SMALL_BATCH,), every=True, out=out) == []
     assert out.getvalue().count("as one batched model: within 1e-05") == 6
-    c = sqlite3.connect(path)
-    run_id, blob = c.execute("SELECT run_id, steps FROM series LIMIT 1").fetchone()
-    steps = np.load(io.BytesIO(blob))
-    steps[1, 2] *= 1 + 1e-3
-    buf = io.BytesIO()
-    np.save(buf, steps)
-    c.execute("UPDATE series SET steps=? WHERE run_id=?", (buf.getvalue(), run_id))
-    c.commit()
-    c.close()
+
+    def change(step: int, runs: int) -> list[str]:
+        """Stored loss of `step` (0-based) 1e-3 off in the first `runs` runs."""
+        c = sqlite3.connect(path)
+        rows = c.execute("SELECT run_id, steps FROM series").fetchall()[:runs]
+        for run_id, blob in rows:
+            steps = np.load(io.BytesIO(blob))
+            steps[step, 2] *= 1 + 1e-3
+            buf = io.BytesIO()
+            np.save(buf, steps)
+            c.execute("UPDATE series SET steps=? WHERE run_id=?", (buf.getvalue(), run_id))
+        c.commit()
+        c.close()
+        return [r for r, _ in rows]
+    # a later step of one run off: drift, as rounding a sensitive run amplifies
+    change(1, 1)
+    out = io.StringIO()
+    assert lb.check(path, (SMALL_BATCH,), every=True, out=out) == []
+    assert "DRIFT" in out.getvalue() and "1 of 6 entries" in out.getvalue()
+    # the same in every run: a change of the update, a problem
+    change(1, 6)
     problems = lb.check(path, (SMALL_BATCH,), every=True, out=io.StringIO())
-    assert problems and run_id in problems[0]
+    assert any("6 of 6 entries trained on other CPUs" in p for p in problems), problems
+    # a first step off is stale in any one run
+    first = change(0, 1)
+    problems = lb.check(path, (SMALL_BATCH,), every=True, out=io.StringIO())
+    assert problems and first[0] in problems[0]

@@ -300,8 +300,8 @@ def every_run_view(t: pd.DataFrame) -> pd.DataFrame:
 def no_answer_text(points: list[GridPoint]) -> str:
     from bnviz import cost, data
     try:
-        secs = cost.grid_seconds([p.config for p in points], *data.sizes(points[0].config
-                                                                        .dataset))
+        from bnviz.runs.training import grid_seconds
+        secs = grid_seconds([p.config for p in points], *data.sizes(points[0].config.dataset))
         return _("No stored answer for these settings yet: the results library answers this "
                  "page's default settings (↺ in the sidebar goes back to them). Press **Run** to "
                  "measure this question ({runs} runs, {time} of training here).").format(

@@ -242,9 +242,9 @@ def drift_problem(drifted: int, cross: int) -> str | None:
     """A problem when more than DRIFT_SHARE of the `cross` entries from other CPUs drifted."""
     if drifted <= DRIFT_SHARE * cross:
         return None
-    return (f"stale numbers: {drifted} of {cross} entries trained on other CPUs differ after "
-            "their first step: rounding moves a few runs, a change of the update (backward, "
-            "optimiser, schedule) moves them all")
+    return (f"stale numbers: {drifted} of {cross} entries trained on other CPUs (or in a "
+            "batch) differ after their first step: rounding moves a few runs, a change of the "
+            "update (backward, optimiser, schedule) moves them all")
 
 
 def check_entries(lib, entries: list, k: int, out: TextIO) -> list[str]:
@@ -287,8 +287,8 @@ def check_entries(lib, entries: list, k: int, out: TextIO) -> list[str]:
           f"{time.perf_counter() - t_all:.0f} s", file=out)
     if drifts:
         print(f"  drifted (first step within {CROSS_REL:g}, later ones apart: rounding on "
-              f"another CPU, amplified): {len(drifts)} of {cross} entries from other CPUs",
-              file=out)
+              f"another CPU or in a batch, amplified): {len(drifts)} of {cross} entries "
+              "compared to a tolerance", file=out)
         for d in drifts:
             print(f"    {d}", file=out)
         if (problem := drift_problem(len(drifts), cross)) is not None:

@@ -80,3 +80,13 @@ def spread(groups: list[list[int]], workers: int) -> list[list[int]]:
         half = (len(g) + 1) // 2
         out[big:big] = [g[:half], g[half:]]
     return out
+
+
+def grid_seconds(configs: list[Config], n_train: int, n_test: int) -> float:
+    """Estimated seconds of training for a grid, one batch after another, its runs grouped
+    into the batches the grid runners train (`batches`, at most MAX_BATCH each), each batch
+    at what it costs (bnviz.cost.batch_seconds), not at the sum of its runs trained alone."""
+    from bnviz.cost import batch_seconds
+    from bnviz.speed.batched import MAX_BATCH
+    return sum(batch_seconds([configs[i] for i in g], n_train, n_test)
+               for g in batches(list(configs), MAX_BATCH))
