@@ -189,3 +189,17 @@ def test_a_server_estimates_with_its_own_measured_rates(tmp_path, monkeypatch):
     import os
     os.utime(path, (1, 1))  # a new mtime: read again, unreadable, defaults
     assert server_rates() == Rates()
+
+
+def test_a_new_questions_quoted_training_time_counts_its_batches():
+    """The text a page shows before Run quotes the grid's estimated training here as the
+    grid runner trains it: a batch-4 question's seeds as one batched model."""
+    from bnviz.dashboard.grid import no_answer_text
+    from bnviz.experiments import GridPoint
+    base = Config(dataset="subset", batch_size=4, lr=0.01, epochs=1, device="cpu")
+    points = [GridPoint("bn", base.replace(seed=s)) for s in range(5)]
+    text = no_answer_text(points)
+    secs = grid_seconds([p.config for p in points], *data.sizes("subset"))
+    assert f"(5 runs, {cost.describe_seconds(secs)} of training here)" in text, text
+    alone = sum(cost.estimate(p.config, *data.sizes("subset")).seconds() for p in points)
+    assert cost.describe_seconds(alone) not in text and secs < alone
