@@ -103,8 +103,6 @@ def train_one(cfg: Config, listeners=(), stop=None) -> RunView:
 def train_batch(configs: list[Config]) -> list[RunView]:
     """Train one batch of entries (bnviz.runs.training.batches) as the runners do: one run
     alone, several as one batched model (their check then allows float rounding)."""
-    if len(configs) == 1:
-        return [train_one(configs[0])]
     from bnviz.runs.training import train_records
     with prefix.one_thread():
         return [r.view() for r in train_records(configs, SOURCE)]

@@ -10,9 +10,8 @@ from bnviz.experiments import GridPoint, result_row
 from bnviz.runs import lookup
 from bnviz.runs.results import runs_table, summarize
 from bnviz.runs.store import RunStore
-from bnviz.runs.training import batches, spread, train_record, train_records
+from bnviz.runs.training import batches, spread, train_records
 from bnviz.speed.batched import MAX_BATCH
-
 
 
 def _init_worker(threads: int) -> None:
@@ -22,8 +21,6 @@ def _init_worker(threads: int) -> None:
 
 def _train(configs) -> list:
     """One batch: a single run as today's Trainer trains it, several as one batched model."""
-    if len(configs) == 1:
-        return [train_record(configs[0], session="cli").view()]
     return [r.view() for r in train_records(list(configs), session="cli")]
 
 

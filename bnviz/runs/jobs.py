@@ -22,8 +22,7 @@ from bnviz.runs.fair_queue import FairQueue
 from bnviz.runs.limits import JobRefused, Limits
 from bnviz.runs.record import ACTIVE, RunRecord, RunView
 from bnviz.runs.store import RunStore, StoreError
-from bnviz.runs.training import new_run_id, train
-
+from bnviz.runs.training import new_run_id, train_together
 
 log = logging.getLogger("bnviz.runs.jobs")
 
@@ -257,12 +256,11 @@ class JobManager:
         """Queued runs of rec's grid that train in one batch with it (taken off the queue)."""
         if not self.batching or not rec.group:
             return []
-        from bnviz.speed.batched import MAX_BATCH, batch_key, pays
-        key = batch_key(rec.config) if pays(rec.config) else None
-        if key is None:
-            return []
-        mates = [r for r in self._queue if r.group == rec.group and r.session == rec.session
-                 and batch_key(r.config) == key]
+        from bnviz.runs.training import batches
+        from bnviz.speed.batched import MAX_BATCH
+        grid = [r for r in self._queue if r.group == rec.group and r.session == rec.session]
+        # the batch rec leads, as the grid runners would group these runs
+        mates = [grid[i - 1] for i in batches([rec.config, *(r.config for r in grid)])[0][1:]]
         # one batch per worker: the other workers take the rest of the grid's runs
         # (at least two: the last worker's share of what is left is still a batch)
         share = max(2, -(-(1 + len(mates)) // max(1, len(self._threads))))
@@ -322,10 +320,7 @@ class JobManager:
                 if self.store is not None:
                     listeners.append(self._on_start(rec))
                 every.append(listeners)
-            if len(recs) == 1:
-                self._train(recs[0], every[0])
-            else:
-                self._train_batch(recs, every)
+            self._train_batch(recs, every)
         except Exception as e:  # noqa: BLE001 - the worker lives on, the runs are failed
             for rec, done in zip(recs, saved):
                 if rec.status in ACTIVE:
@@ -341,16 +336,11 @@ class JobManager:
     # Whether a grid's runs may train as one batched model (a runner that cannot, says so).
     batching = True
 
-    def _train(self, rec: RunRecord, listeners: list) -> None:
-        """Train the run here, in this worker thread, feeding every event to `listeners`
-        (bnviz.runs.ray_runner trains it on a Ray worker instead). rec.stop stops it."""
-        train(rec.config, listeners, stop=rec.stop)
-
     def _train_batch(self, recs: list[RunRecord], listeners: list[list]) -> None:
-        """Train runs of one batch key as one batched model here; each run's events go to
-        its own listeners, and each rec.stop stops its own run."""
-        from bnviz.speed.batched_trainer import BatchedTrainer
-        BatchedTrainer([r.config for r in recs], listeners, stops=[r.stop for r in recs]).run()
+        """Train `recs` (one run, or one batch of a grid's runs as one batched model) here, in
+        this worker thread: each run's events go to its own listeners, each rec.stop stops
+        its own run (bnviz.runs.ray_runner trains them on a Ray worker instead)."""
+        train_together([r.config for r in recs], listeners, [r.stop for r in recs])
 
     def _saved_before_ended(self, rec: RunRecord, saved: threading.Event):
         """The record as listener, except that a run's final state reaches the store before

@@ -61,8 +61,7 @@ class Limits:
         budget is the batch's estimate (bnviz.cost.batch_seconds)."""
         if not self.max_seconds:
             return 0.0
-        secs = cost_mod.batch_seconds(batch, n_train, n_test) if batch and len(batch) > 1 \
-            else self.estimate(cfg, n_train, n_test)
+        secs = cost_mod.batch_seconds(batch or [cfg], n_train, n_test)
         return max(self.budget_min_s, self.budget_factor * secs)
 
     def check(self, cfg: Config, n_train: int, n_test: int = 10000) -> list[str]:

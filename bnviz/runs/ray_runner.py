@@ -1,8 +1,9 @@
 """A Runner that trains on a Ray cluster (BNVIZ_RUNNER=ray; `pip install -e .[ray]`).
 
 Everything a page sees is JobManager's: the same submit checks, limits, fair queue, reuse of
-finished runs and of the results library, records, store and time budget. Only `_train` (and
-`_train_batch`: one Ray task trains one batch of a grid's runs as one batched model) differs:
+finished runs and of the results library, records, store and time budget. Only
+`_train_batch` differs (one Ray task trains one run, or one batch of a grid's runs as one
+batched model):
 each of the web server's worker threads owns a Ray actor (`TrainActor`, a training
 slot on some node of the cluster, kept from run to run) that trains the thread's runs with
 bnviz's Trainer and keeps their events; the thread pulls them (each pull returns as soon as
@@ -59,7 +60,7 @@ def _actor_class():
         def train(self, run_ids: list, cfgs: list) -> str:
             """Train one run, or several of one batch key as one batched model; their events
             are kept as (index of the run, event)."""
-            from bnviz.runs.training import train
+            from bnviz.runs.training import train_together
 
             def keep(i):
                 def listener(e):
@@ -71,12 +72,7 @@ def _actor_class():
                 self._events = []
                 stops = [self._stops.setdefault(r, threading.Event()) for r in run_ids]
             try:
-                if len(cfgs) == 1:
-                    train(cfgs[0], [keep(0)], stop=stops[0])
-                else:
-                    from bnviz.speed.batched_trainer import BatchedTrainer
-                    BatchedTrainer(cfgs, [[keep(i)] for i in range(len(cfgs))],
-                                   stops=stops).run()
+                train_together(cfgs, [[keep(i)] for i in range(len(cfgs))], stops)
             finally:
                 with self._cv:
                     for r in run_ids:
@@ -141,9 +137,6 @@ class RayRunner(JobManager):
             with self._actors_lock:
                 self._slots[me] = actor
         return actor
-
-    def _train(self, rec: RunRecord, listeners: list) -> None:
-        self._train_batch([rec], [listeners])
 
     def _train_batch(self, recs: list[RunRecord], listeners: list[list]) -> None:
         """Train `recs` (one run, or one batch) in one task on this thread's slot, feeding

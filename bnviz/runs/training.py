@@ -37,13 +37,24 @@ def train_record(cfg: Config, session: str = "", listeners: Iterable[Callable] =
     return rec
 
 
+def train_together(configs: list[Config], listeners: list[list[Callable]],
+                   stops: list[threading.Event]) -> list[dict]:
+    """Train one batch of `batches`: a single config as `train` does, several (one batch key)
+    as one batched model (bnviz.speed.batched_trainer). listeners[i] hear run i, stops[i]
+    stops it; returns the runs' summaries. Every runner trains a batch through here."""
+    if len(configs) == 1:
+        return [train(configs[0], listeners[0], stop=stops[0])]
+    from bnviz.speed.batched_trainer import BatchedTrainer
+    return BatchedTrainer(configs, listeners, stops=stops).run()
+
+
 def train_records(configs: list[Config], session: str = "", listeners: Iterable[Callable] = (),
                   stop: threading.Event | None = None) -> list[RunRecord]:
-    """Train `configs` (one batch: bnviz.speed.batched.batch_key equal) as one batched model
-    into a RunRecord each; every record hears its own run's events, as from train_record."""
-    from bnviz.speed.batched_trainer import BatchedTrainer
+    """Train `configs` (one batch of `batches`) into a RunRecord each, through
+    `train_together`; every record hears its own run's events, as from train_record."""
     recs = [RunRecord(new_run_id(), c, session) for c in configs]
-    BatchedTrainer(configs, [[r, *listeners] for r in recs], stop=stop).run()
+    stop = stop or threading.Event()
+    train_together(list(configs), [[r, *listeners] for r in recs], [stop] * len(recs))
     return recs
 
 

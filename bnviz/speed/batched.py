@@ -233,9 +233,15 @@ class BatchedLeNet(nn.Module):
         return net
 
 
-def stack_batches(train_x: torch.Tensor, train_y: torch.Tensor,
-                  idx: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Model m's batch (its own indices) in channel m: x (N, M, H, W), y (N, M)."""
-    xs = torch.cat([train_x.index_select(0, i) for i in idx], dim=1)
-    ys = torch.stack([train_y.index_select(0, i) for i in idx], dim=1)
+def stack_batches(train_x, train_y, idx) -> tuple[torch.Tensor, torch.Tensor]:
+    """Model m's batch (its indices idx[m]) in channel m: x (N, M, H, W), y (N, M). `train_x`,
+    `train_y`: the one data set every model reads (one gather for all), or one per model."""
+    if isinstance(train_x, torch.Tensor):
+        idx = torch.stack(list(idx)) if not isinstance(idx, torch.Tensor) else idx
+        flat = idx.t().reshape(-1)  # example j of model m at [j, m]
+        k, m = idx.shape[1], idx.shape[0]
+        return (train_x.index_select(0, flat).view(k, m, *train_x.shape[2:]),
+                train_y.index_select(0, flat).view(k, m))
+    xs = torch.cat([x.index_select(0, i) for x, i in zip(train_x, idx)], dim=1)
+    ys = torch.stack([y.index_select(0, i) for y, i in zip(train_y, idx)], dim=1)
     return xs, ys

@@ -30,7 +30,7 @@ from bnviz.events import BNSnapshot, EpochEnd, RunEnded, RunStarted
 from bnviz.metrics import summary_defaults
 from bnviz.model import build_lenet, count_params
 from bnviz.schedule import epoch_plan, probe_size
-from bnviz.speed.batched import BatchedLeNet, batch_key
+from bnviz.speed.batched import BatchedLeNet, batch_key, stack_batches
 from bnviz.trainer import (FLUSH_SECONDS, Diverged, Trainer, failure, resolve_device,
                            snapshot)
 
@@ -144,7 +144,9 @@ class BatchedTrainer:
         losses = torch.zeros(steps, width, device=device)
         correct = torch.zeros(steps, width, device=device)
         sizes = torch.zeros(steps, device=device)
-        shared = sets[next(iter(sets))] if len(sets) == 1 else None  # one data set for all
+        # one data set for all (one gather a step), or each run's own train subset
+        sources = ((members[0].ds.train_x, members[0].ds.train_y) if len(sets) == 1 else
+                   ([m.ds.train_x for m in members], [m.ds.train_y for m in members]))
         for m in members:
             ds, t = m.ds, m.trainer
             t._total = total
@@ -183,17 +185,7 @@ class BatchedTrainer:
                     return
                 t_step = time.perf_counter()
                 idx = perms[:, b * bs:(b + 1) * bs]  # (M, batch): run m's examples in row m
-                if shared is not None:  # one gather: example j of run m at [j, m]
-                    flat = idx.t().reshape(-1)
-                    k = idx.shape[1]
-                    xb = shared.train_x.index_select(0, flat).view(k, width, *shared.train_x
-                                                                   .shape[2:])
-                    yb = shared.train_y.index_select(0, flat).view(k, width)
-                else:
-                    xb = torch.cat([m.ds.train_x.index_select(0, idx[m.i]) for m in members],
-                                   dim=1)
-                    yb = torch.stack([m.ds.train_y.index_select(0, idx[m.i])
-                                      for m in members], dim=1)
+                xb, yb = stack_batches(*sources, idx)
                 out = net(xb)
                 per_run = net.losses(out, yb)
                 net.zero_grad(set_to_none=True)
