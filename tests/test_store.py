@@ -190,10 +190,11 @@ def test_old_database_is_upgraded_in_place(tmp_path):
     _, before = raw_rows(V0_FIXTURE)
     db = v0_copy(tmp_path)
     store = RunStore(db)
-    assert store.schema_version() == SCHEMA_VERSION == 3
-    assert [v for v, _, _ in history(db)] == [1, 2, 3]
+    assert store.schema_version() == SCHEMA_VERSION == 4
+    assert [v for v, _, _ in history(db)] == [1, 2, 3, 4]
     assert "3 runs re-keyed" in history(db)[1][2]
     assert "dropped runs.label" in history(db)[2][2]
+    assert "re-encoded as one compressed block: 3 runs" in history(db)[3][2]
     assert store.integrity() == "ok"
     _, after = raw_rows(db)
     assert set(after) == V0_RUNS
@@ -210,10 +211,13 @@ def test_old_database_is_upgraded_in_place(tmp_path):
         assert store.find_finished(new_id, v.config.seed, "subset") == run_id
         assert store.find_finished(old["config_id"], v.config.seed) is None
         assert run_id in {r["run_id"] for r in store.list_runs(config_id=new_id)}
-        # every column but config_id and the dropped label, and every series, is as it was
+        # every column but config_id, the dropped label and the re-encoded snapshots (their
+        # numbers compared below), and every series, is as it was
         assert old["label"] == "" and "label" not in after[run_id]
+        assert old["snapshots"][:2] == b"PK"  # the npz the fixture's bnviz wrote
+        assert after[run_id]["snapshots"].startswith(store_mod._SNAP_MAGIC)
         for col in old:
-            if col not in ("config_id", "label"):
+            if col not in ("config_id", "label", "snapshots"):
                 assert after[run_id][col] == old[col], col
         assert v.status == "finished" and v.session == "fixture"
         assert v.summary == json.loads(old["summary"]) and v.info == json.loads(old["info"])
@@ -277,14 +281,23 @@ def test_a_version_2_store_loses_only_the_unused_label_column(tmp_path, monkeypa
     _, before = raw_rows(db)
     assert "label" in columns(db) and [v for v, _, _ in history(db)] == [1, 2]
     store = RunStore(db)
-    assert store.schema_version() == 3 and "label" not in columns(db)
+    assert store.schema_version() == SCHEMA_VERSION == 4 and "label" not in columns(db)
     _, after = raw_rows(db)
-    assert after == {k: {c: v for c, v in r.items() if c != "label"} for k, r in before.items()}
+    # v4 re-encodes the snapshots (the same numbers); nothing else changes
+    drop = ("label", "snapshots")
+    assert {k: {c: v for c, v in r.items() if c != "snapshots"} for k, r in after.items()} == \
+        {k: {c: v for c, v in r.items() if c not in drop} for k, r in before.items()}
+    for k in before:
+        old, new = (store_mod._unpack_snapshots(r[k]["snapshots"]) for r in (before, after))
+        assert [(i, e) for i, e, _ in old] == [(i, e) for i, e, _ in new] and len(old) == 2
+        for (_, _, a), (_, _, b) in zip(old, new):
+            assert {(s, t): v.tobytes() for s in a for t, v in a[s].items()} == \
+                {(s, t): v.tobytes() for s in b for t, v in b[s].items()}
     assert {r["run_id"] for r in store.list_runs()} == V0_RUNS
 
 
 def test_read_only_opens_version_2_files_as_they_are(tmp_path, monkeypatch):
-    """The shipped library is version 2 and read-only (never migrated): it must still open,
+    """The shipped library is read-only (never migrated): it must still open,
     and so must any file from READS_FROM on; older ones are refused with the reason."""
     from bnviz.library import LIBRARY_FILE
     assert store_mod.READS_FROM == 2
@@ -296,7 +309,7 @@ def test_read_only_opens_version_2_files_as_they_are(tmp_path, monkeypatch):
     assert ro.schema_version() == 2 and "label" in columns(db)  # read, not migrated
     assert ro.load("v0-bn-seed0").status == "finished"
     old = v0_copy(tmp_path, "v0.sqlite")
-    with pytest.raises(StoreError, match=r"schema version 0, this bnviz reads 2 to 3 "
+    with pytest.raises(StoreError, match=r"schema version 0, this bnviz reads 2 to 4 "
                        r"read-only; rebuild it"):
         RunStore(old, readonly=True)
     assert raw_rows(old)[0] == 0  # left as it was
@@ -355,7 +368,7 @@ def test_concurrent_openers_of_an_old_file_migrate_once(tmp_path):
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err
         assert out.strip() == f"version {SCHEMA_VERSION}"
-    assert [v for v, _, _ in history(db)] == [1, 2, 3]
+    assert [v for v, _, _ in history(db)] == list(range(1, SCHEMA_VERSION + 1))
     assert "3 runs re-keyed" in history(db)[1][2]
     store = RunStore(db)
     for run_id in V0_RUNS:
@@ -388,3 +401,38 @@ def test_writes_name_their_columns(tmp_path, tiny):
     c.close()
     assert store.mark_interrupted() == 1 and store.load("r2").status == "interrupted"
     assert len(store.list_runs()) == 2
+
+
+def test_snapshots_round_trip_exactly_in_either_encoding():
+    """The compact encoding gives back every array bit for bit (shape, float32), and a blob
+    in the npz encoding of schema versions before 4 (written here with numpy directly, as
+    that bnviz did) reads the same."""
+    rng = np.random.default_rng(0)
+    snaps = [(0, 0.0, {"conv1": {"gamma": rng.standard_normal(6).astype(np.float32),
+                                 "beta": np.zeros(6, np.float32)},
+                       "fc1": {"gamma": rng.standard_normal((2, 3)).astype(np.float32),
+                               "scalar": np.float32(1.5)}}),
+             (7, 0.4375, {}),
+             (10, 1.0, {"fc1": {"gamma": np.array([np.nan, np.inf, -0.0], np.float32)}})]
+    arrays = {"_index": np.array([(it, ep) for it, ep, _ in snaps]).reshape(-1, 2)}
+    for i, (_, _, layers) in enumerate(snaps):
+        for site, d in layers.items():
+            for stat, v in d.items():
+                arrays[f"{i}/{site}/{stat}"] = np.asarray(v, dtype=np.float32)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    compact = store_mod._pack_snapshots(snaps)
+    assert compact.startswith(store_mod._SNAP_MAGIC)
+    for blob in (compact, buf.getvalue()):
+        back = store_mod._unpack_snapshots(blob)
+        assert [(it, ep) for it, ep, _ in back] == [(0, 0.0), (7, 0.4375), (10, 1.0)]
+        for (_, _, want), (_, _, got) in zip(snaps, back):
+            assert list(got) == list(want)
+            for site in want:
+                assert list(got[site]) == list(want[site])
+                for stat, v in want[site].items():
+                    a = got[site][stat]
+                    assert a.dtype == np.float32 and a.shape == np.shape(v)
+                    assert a.tobytes() == np.asarray(v, np.float32).tobytes()
+    assert store_mod._unpack_snapshots(store_mod._pack_snapshots([])) == []
+    assert store_mod._unpack_snapshots(None) == []

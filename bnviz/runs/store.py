@@ -8,6 +8,8 @@ import socket
 import sqlite3
 import threading
 import time
+import zlib
+from math import prod
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -101,8 +103,23 @@ def _v3_drop_label(c: sqlite3.Connection) -> str:
     return "dropped runs.label (never written)"
 
 
+def _v4_compact_snapshots(c: sqlite3.Connection) -> str:
+    """gamma/beta snapshots in one compressed block each (`_pack_snapshots`), re-encoded
+    from the npz they were: the same float32 numbers, read about 20× faster (an npz member
+    per array made loading the results library's 44k arrays seconds of header parsing)."""
+    rows = c.execute("SELECT run_id, snapshots FROM series WHERE snapshots IS NOT NULL"
+                     ).fetchall()
+    done = 0
+    for run_id, blob in rows:
+        if blob and not bytes(blob).startswith(_SNAP_MAGIC):
+            c.execute("UPDATE series SET snapshots=? WHERE run_id=?",
+                      (_pack_snapshots(_unpack_snapshots(blob)), run_id))
+            done += 1
+    return f"snapshots re-encoded as one compressed block: {done} runs"
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], str]] = [_v1_tables, _v2_non_default_ids,
-                                                         _v3_drop_label]
+                                                         _v3_drop_label, _v4_compact_snapshots]
 SCHEMA_VERSION = len(MIGRATIONS)
 # A read-only file (the shipped results library) cannot be migrated, so it is read as it is
 # from this version on: what changed since only removed what nothing reads (v3: runs.label).
@@ -138,22 +155,45 @@ def _owner_alive(owner: str) -> bool:
     return True
 
 
+# Snapshots: _SNAP_MAGIC, the header's length (4 bytes, little-endian), a JSON header
+# {"index": [[iteration, epoch], ...], "arrays": [[snapshot, site, stat, shape], ...]}, then
+# every array's float32 values (little-endian) in the header's order, zlib-compressed as one.
+_SNAP_MAGIC = b"BNVS\x01"
+
+
 def _pack_snapshots(snaps) -> bytes:
-    """Snapshots as one npz: arrays named '<index>/<site>/<stat>', plus an index array."""
-    arrays = {"_index": np.array([(it, ep) for it, ep, _ in snaps], dtype=np.float64)
-              .reshape(-1, 2)}
+    index = [[int(it), float(ep)] for it, ep, _ in snaps]
+    arrays, parts = [], []
     for i, (_, _, layers) in enumerate(snaps):
         for site, d in layers.items():
             for stat, v in d.items():
-                arrays[f"{i}/{site}/{stat}"] = np.asarray(v, dtype=np.float32)
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    return buf.getvalue()
+                a = np.asarray(v, dtype="<f4")  # tobytes() is C order; a scalar stays 0-d
+                arrays.append([i, site, stat, list(a.shape)])
+                parts.append(a.tobytes())
+    head = json.dumps({"index": index, "arrays": arrays}).encode()
+    return (_SNAP_MAGIC + len(head).to_bytes(4, "little") + head
+            + zlib.compress(b"".join(parts), 6))
 
 
 def _unpack_snapshots(blob: bytes | None):
+    """[(iteration, epoch, {site: {stat: float32 array}})] from either encoding: the compact
+    one above, or the npz of stores written before schema version 4 (a read-only results
+    library of an older build is read as it is)."""
     if not blob:
         return []
+    blob = bytes(blob)
+    if blob.startswith(_SNAP_MAGIC):
+        start = len(_SNAP_MAGIC) + 4
+        end = start + int.from_bytes(blob[len(_SNAP_MAGIC):start], "little")
+        head = json.loads(blob[start:end])
+        flat = np.frombuffer(bytearray(zlib.decompress(blob[end:])), dtype="<f4")
+        snaps = [(int(it), float(ep), {}) for it, ep in head["index"]]
+        at = 0
+        for i, site, stat, shape in head["arrays"]:
+            k = prod(shape)
+            snaps[i][2].setdefault(site, {})[stat] = flat[at:at + k].reshape(shape)
+            at += k
+        return snaps
     with np.load(io.BytesIO(blob)) as z:
         index = z["_index"]
         snaps = [(int(it), float(ep), {}) for it, ep in index]
