@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from bnviz import data
-from bnviz.config import NORM_KINDS, make_config
+from bnviz.config import make_config
 from bnviz.evaluation import evaluate, precise_stats
 from bnviz.model import build_lenet
 from bnviz.trainer import Trainer, train
@@ -29,22 +29,6 @@ def test_event_stream_order_and_summary(tiny):
     assert 0 < s["train_acc"] <= 1 and s["examples_per_sec"] > 0
     snap = [e for e in ev if e.kind == "snapshot"][-1]
     assert snap.layers["conv1"]["gamma"].shape == (6,) and "running_var" in snap.layers["fc2"]
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("norm", NORM_KINDS)
-@pytest.mark.parametrize("position", ["before_act", "after_act"])
-def test_every_norm_kind_trains(tiny, norm, position):
-    s, ev = events_of(make_config(**{**tiny, "batch_size": 32}, norm=norm,
-                                  norm_position=position, lr=0.1, activation="relu"))
-    assert s["status"] == "finished", s["reason"]
-    losses = [e.loss for e in ev if e.kind == "step"]
-    assert all(math.isfinite(x) for x in losses)
-    # "Lite" BN (mean only, variance only: d2l's exercise 4) trains erratically in its first
-    # steps (losses of 15 at step 3 are seen); whether it learns is its page's question, over
-    # seeds, not a 16-step check.
-    if norm not in ("bn_mean", "bn_var"):
-        assert sum(losses[-4:]) < sum(losses[:4])  # it learned something in 16 steps
 
 
 @pytest.mark.slow
