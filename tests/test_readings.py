@@ -1,4 +1,4 @@
-"""The readings (bnviz/readings.py) on small synthetic tables whose answer is known: separated
+"""The readings (bnviz/readings/) on small synthetic tables whose answer is known: separated
 one way, the other way, not separated, too few seeds; a missing arm raises."""
 import math
 
