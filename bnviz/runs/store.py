@@ -105,8 +105,9 @@ def _v3_drop_label(c: sqlite3.Connection) -> str:
 
 def _v4_compact_snapshots(c: sqlite3.Connection) -> str:
     """gamma/beta snapshots in one compressed block each (`_pack_snapshots`), re-encoded
-    from the npz they were: the same float32 numbers, read about 20× faster (an npz member
-    per array made loading the results library's 44k arrays seconds of header parsing)."""
+    from the npz they were: the same float32 numbers. An npz member per array made reading
+    the results library's 44k arrays seconds of header parsing: its 455 lookups took 3.6 s,
+    0.5 s after (2026-12-02, this project's 2-core CPU)."""
     rows = c.execute("SELECT run_id, snapshots FROM series WHERE snapshots IS NOT NULL"
                      ).fetchall()
     done = 0
@@ -122,7 +123,8 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], str]] = [_v1_tables, _v2_non_def
                                                          _v3_drop_label, _v4_compact_snapshots]
 SCHEMA_VERSION = len(MIGRATIONS)
 # A read-only file (the shipped results library) cannot be migrated, so it is read as it is
-# from this version on: what changed since only removed what nothing reads (v3: runs.label).
+# from this version on: what changed since only removed what nothing reads (v3: runs.label)
+# or re-encoded what is read in both encodings (v4: the snapshots).
 # Raise it with a migration that changes what the reads see (a column they select, ids).
 READS_FROM = 2
 
