@@ -101,6 +101,7 @@ if c_train.button(_("▶ Train"), type="primary", width="stretch",
         run_id, view = new, v
 # A shared link can point at a stranger's live run: it is shown, but only its owner may stop it.
 watching = view is not None and view.active and not mgr.owns(view.run_id, ui.session_id())
+drawn_active = bool(view and view.active)  # the state the buttons are drawn for
 if c_stop.button(_("■ Stop"), width="stretch", disabled=not (view and view.active) or watching,
                  help=_("Someone else started this run: you can watch it, not stop it.")
                  if watching else None):
@@ -167,6 +168,6 @@ else:
     if watching:
         st.caption(_("👀 This run was started in another browser session; you are watching "
                      "it read-only."))
-    ui.live_run(view.run_id, background=background if same else None)
+    ui.live_run(view.run_id, background=background if same else None, drawn_active=drawn_active)
     if not view.active:
         ui.downloads(view)

@@ -271,6 +271,12 @@ def test_a_run_waiting_its_turn_on_a_hosted_server_shows_its_place_and_the_libra
         assert not button(at, "■ Stop").disabled  # a queued run can be taken back
         button(at, "■ Stop").click().run()
         assert mgr.get(run_id).status == "stopped"
+        # Taking back a queued run ends it at once, between the Stop button being drawn (for
+        # an active run) and the charts: the page redraws, so Stop is not left enabled.
+        assert not at.exception, at.exception
+        assert button(at, "■ Stop").disabled
+        assert any(w.value.startswith("⏹ Stopped") or "Stopped" in w.value
+                   for w in at.warning), [w.value for w in at.warning]
     finally:
         for r in [run_id, *others]:
             if r:

@@ -415,9 +415,12 @@ def downloads(v) -> None:
                        f"bnviz-{v.run_id}-config.json", "application/json")
 
 
-def live_run(run_id: str, key: str = "", background: list | None = None) -> None:
+def live_run(run_id: str, key: str = "", background: list | None = None,
+             drawn_active: bool | None = None) -> None:
     """Status, progress and charts of a run, polled once a second while it is active;
-    `background` runs are drawn faded behind its loss and accuracy."""
+    `background` runs are drawn faded behind its loss and accuracy. `drawn_active`: whether
+    the page drew its controls (■ Stop) for an active run; when the run has ended since (a
+    Stop lands between the button and here), one full rerun redraws them for the end."""
     mgr = manager()
     first = mgr.get(run_id)
     # A run pressed a moment ago gets its first step within a few hundred ms: waiting for it
@@ -432,6 +435,8 @@ def live_run(run_id: str, key: str = "", background: list | None = None) -> None
                      "elsewhere).").format(run_id=run_id))
         return
 
+    drawn = first.active if drawn_active is None else drawn_active
+
     @st.fragment(run_every=1.0 if first.active else None)
     def panel():
         v = mgr.get(run_id)
@@ -444,7 +449,7 @@ def live_run(run_id: str, key: str = "", background: list | None = None) -> None
             st.caption(_("Waiting for the first iteration…"))
             if background:  # queued behind other runs: where this one should land
                 background_charts(background, key=f"wait{key}")
-        if first.active and not v.active:
+        if drawn and not v.active:
             st.rerun()  # one full rerun so the page stops polling and shows the final state
     panel()
 
