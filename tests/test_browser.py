@@ -194,9 +194,10 @@ def open_from_menu(page, path: str) -> float:
 def test_question_pages_open_with_the_library_answer(tmp_path, browser):
     """A fresh hosted server with an empty run store and only the bundled subset: every
     question page draws the results library's answer (n = 5 seeds) within 5 s of opening it
-    from the menu (8 s from a link), without a button pressed, and nothing is trained. The first view of the
-    fresh server (About) starts its warm-up (imports, library decoded:
-    bnviz.dashboard.nav.warm_server); the pages are timed once the log says it is done.
+    from the menu (8 s from a link; a page over is timed once more, the faster counts), without
+    a button pressed, and nothing is trained. The first view of the fresh server (About)
+    starts its warm-up (imports, library decoded: bnviz.dashboard.nav.warm_server); the pages
+    are timed once the log says it is done.
     Opening a page from a link (a full page load: the browser starts Streamlit and plotly
     again) is timed too."""
     db = tmp_path / "runs.sqlite"
@@ -209,8 +210,8 @@ def test_question_pages_open_with_the_library_answer(tmp_path, browser):
         wait_until(lambda: "bnviz: warm in" in log.read_text(), timeout=60)
         print(f"\nfresh server: About shown and warm {time.time() - t0:.1f} s after the "
               f"first request; {log.read_text().split('bnviz: warm in')[1].splitlines()[0]}")
-        menu, link = {}, {}
-        for path, source in {**QUESTION_PAGES, **NEW_PAGES}.items():
+
+        def from_menu(path, source):
             t0 = open_from_menu(page, path)
             try:
                 wait_until(lambda: answered(page, path, source), timeout=30, every=0.05)
@@ -221,20 +222,34 @@ def test_question_pages_open_with_the_library_answer(tmp_path, browser):
                     f"{chart_points(page)}, {source!r} found "
                     f"{page.get_by_text(source).count()} times; now {answered(page, path, source)}"
                     ) from None
-            menu[path] = time.time() - t0
-        for path, source in {**QUESTION_PAGES, **NEW_PAGES}.items():
+            return time.time() - t0
+
+        def from_link(path, source):
             t0 = time.time()
             page.goto(f"{url}/{path}")
             wait_until(lambda: answered(page, path, source), timeout=30, every=0.05)
-            link[path] = time.time() - t0
-        for name, took in (("from the menu", menu), ("from a link", link)):
-            print(f"seconds to the library's answer {name}: " +
-                  ", ".join(f"{k} {v:.2f}" for k, v in took.items()))
+            return time.time() - t0
+
+        pages = {**QUESTION_PAGES, **NEW_PAGES}
         # Bounds for a shared, loaded CI machine (the speed itself is measured by the printed
         # times on a quiet one: about 1 s from the menu, 2-3 s from a link); a page that
-        # trained or recomputed its answer would take tens of seconds.
-        assert not {p: t for p, t in menu.items() if t >= 5.0}, menu
-        assert not {p: t for p, t in link.items() if t >= 8.0}, link  # starts the app first
+        # trained or recomputed its answer would take tens of seconds. A page over its bound
+        # is timed once more and the faster of the two counts: a moment's load on the machine
+        # (another test's install or benchmark) passes, a page that recomputes is slow twice.
+        took = {}
+        for name, how, bound in (("from the menu", from_menu, 5.0),
+                                 ("from a link", from_link, 8.0)):
+            t = {path: how(path, source) for path, source in pages.items()}
+            again = {}
+            for path in [p for p, v in t.items() if v >= bound]:
+                other = next(p for p in pages if p != path)
+                how(other, pages[other])  # from another page, as the first time
+                again[path] = how(path, pages[path])
+            took[name] = {path: min(v, again.get(path, v)) for path, v in t.items()}
+            print(f"seconds to the library's answer {name}: " +
+                  ", ".join(f"{k} {v:.2f}" + (f" (again {again[k]:.2f})" if k in again else "")
+                            for k, v in t.items()))
+            assert not {p: v for p, v in took[name].items() if v >= bound}, (name, t, again)
     rows = sqlite3.connect(db).execute("SELECT COUNT(*) FROM runs").fetchone()[0]
     assert rows == 0  # served from the library: nothing queued, nothing trained
 

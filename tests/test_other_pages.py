@@ -89,3 +89,38 @@ def test_ablation_page_runs_the_grid_over_seeds_and_shows_intervals(tiny):
     # the same link in a new session shows the stored results without training
     again = open_page("pages/ablation.py", params)
     assert set(again.dataframe[1].value["status"]) == {"finished"}
+
+
+def test_back_on_a_page_its_controls_are_as_this_session_left_them_not_the_last_pages():
+    """The knobs' widget keys are shared by every page: Ablation → Fine-tuning → Ablation used
+    to reopen Ablation with Fine-tuning's settings (2 epochs, its fine-tuning knobs), so the
+    address bar carried them and the stored answer was gone. Each page now gets back its own
+    controls, a change made on it included."""
+    from bnviz.config import KNOBS
+    from bnviz.dashboard.ui import page_base, wkey
+
+    def controls(at):
+        return {k.name: at.session_state[wkey(k.name)] for k in KNOBS
+                if wkey(k.name) in at.session_state}
+
+    at = open_page("ablation")
+    assert not at.exception and not at.query_params  # the page's defaults: an empty query
+    assert controls(at) == {k: v for k, v in page_base("ablation").to_dict().items()
+                            if k in controls(at)}
+    next(s for s in at.number_input if s.label == "Seed").set_value(7).run()
+    left = controls(at)
+    assert left["seed"] == 7 and at.query_params.get("seed") == "7"
+    at.query_params.clear()  # as a browser does on a page change (AppTest keeps them)
+    at.switch_page("pages/finetune.py").run()
+    assert not at.exception
+    ft = page_base("finetune")
+    assert controls(at)["epochs"] == ft.epochs != left["epochs"]  # the pages differ here
+    assert controls(at)["seed"] == 0  # Ablation's change stays on Ablation
+    at.query_params.clear()
+    at.switch_page("pages/ablation.py").run()
+    assert not at.exception
+    assert controls(at) == left  # Ablation as it was left: seed 7, none of Fine-tuning's
+    assert dict(at.query_params) == {"seed": "7"}
+    at.query_params.clear()  # as a browser does on a page change (AppTest keeps them)
+    at.switch_page("pages/finetune.py").run()
+    assert controls(at)["epochs"] == ft.epochs and not at.query_params

@@ -161,12 +161,25 @@ def page_base(page: str) -> Config:
     return Config().replace(**page_settings(page))
 
 
+def _remember_controls(page: str) -> None:
+    st.session_state[f"controls_of_{page}"] = {
+        wkey(k.name): st.session_state[wkey(k.name)] for k in KNOBS
+        if wkey(k.name) in st.session_state}
+
+
 def load_url_once(page: str) -> list[str]:
     """On a page's first run in this session, restore the controls from the URL, on top of
-    the page's defaults. Returns the warnings about ignored parameters (shown, never
-    raised)."""
+    the page's defaults; back on a page visited before, its controls as this session left
+    them (the knobs' widget keys are shared by every page, so without this a page would open
+    with the last page's settings: Fine-tuning's 2 epochs on Ablation, and no stored answer).
+    Returns the warnings about ignored parameters (shown, never raised)."""
     flag = f"url_loaded_{page}"
+    arrived = st.session_state.get("controls_page") != page
+    st.session_state["controls_page"] = page
     if st.session_state.get(flag):
+        if arrived:
+            st.session_state.update(st.session_state.get(f"controls_of_{page}", {}))
+        _remember_controls(page)
         return st.session_state.get(f"url_warnings_{page}", [])
     st.session_state[flag] = True
     params = {k: st.query_params.get_all(k) for k in st.query_params.keys()}
@@ -179,6 +192,7 @@ def load_url_once(page: str) -> list[str]:
         else:
             warnings.append(_("run id {run!r} is not valid and was ignored").format(run=run))
     st.session_state[f"url_warnings_{page}"] = warnings
+    _remember_controls(page)
     return warnings
 
 
