@@ -102,7 +102,7 @@ if c_train.button(_("▶ Train"), type="primary", width="stretch",
 # A shared link can point at a stranger's live run: it is shown, but only its owner may stop it.
 watching = view is not None and view.active and not mgr.owns(view.run_id, ui.session_id())
 drawn_active = bool(view and view.active)  # the state the buttons are drawn for
-if c_stop.button(_("■ Stop"), width="stretch", disabled=not (view and view.active) or watching,
+if c_stop.button(_("■ Stop"), width="stretch", disabled=not drawn_active or watching,
                  help=_("Someone else started this run: you can watch it, not stop it.")
                  if watching else None):
     mgr.cancel(run_id, session=ui.session_id())

@@ -161,39 +161,32 @@ def page_base(page: str) -> Config:
     return Config().replace(**page_settings(page))
 
 
-def _remember_controls(page: str) -> None:
-    st.session_state[f"controls_of_{page}"] = {
-        wkey(k.name): st.session_state[wkey(k.name)] for k in KNOBS
-        if wkey(k.name) in st.session_state}
-
-
 def load_url_once(page: str) -> list[str]:
     """On a page's first run in this session, restore the controls from the URL, on top of
     the page's defaults; back on a page visited before, its controls as this session left
     them (the knobs' widget keys are shared by every page, so without this a page would open
     with the last page's settings: Fine-tuning's 2 epochs on Ablation, and no stored answer).
     Returns the warnings about ignored parameters (shown, never raised)."""
-    flag = f"url_loaded_{page}"
+    saved = st.session_state.get(f"controls_of_{page}")  # None: the page's first run
     arrived = st.session_state.get("controls_page") != page
     st.session_state["controls_page"] = page
-    if st.session_state.get(flag):
-        if arrived:
-            st.session_state.update(st.session_state.get(f"controls_of_{page}", {}))
-        _remember_controls(page)
-        return st.session_state.get(f"url_warnings_{page}", [])
-    st.session_state[flag] = True
-    params = {k: st.query_params.get_all(k) for k in st.query_params.keys()}
-    cfg, warnings = from_query(params, ignore=PAGE_PARAMS, base=page_base(page))
-    set_controls(cfg)
-    run = params.get("run", [None])[-1]
-    if run is not None:
-        if RUN_ID.fullmatch(run):
-            st.session_state.run_id = run
-        else:
-            warnings.append(_("run id {run!r} is not valid and was ignored").format(run=run))
-    st.session_state[f"url_warnings_{page}"] = warnings
-    _remember_controls(page)
-    return warnings
+    if saved is None:
+        params = {k: st.query_params.get_all(k) for k in st.query_params.keys()}
+        cfg, warnings = from_query(params, ignore=PAGE_PARAMS, base=page_base(page))
+        set_controls(cfg)
+        run = params.get("run", [None])[-1]
+        if run is not None:
+            if RUN_ID.fullmatch(run):
+                st.session_state.run_id = run
+            else:
+                warnings.append(_("run id {run!r} is not valid and was ignored").format(run=run))
+        st.session_state[f"url_warnings_{page}"] = warnings
+    elif arrived:
+        st.session_state.update(saved)
+    st.session_state[f"controls_of_{page}"] = {  # as of this run, the user's last change in
+        wkey(k.name): st.session_state[wkey(k.name)] for k in KNOBS
+        if wkey(k.name) in st.session_state}
+    return st.session_state[f"url_warnings_{page}"]
 
 
 def show_ignored(warnings: list[str]) -> None:
